@@ -1,0 +1,37 @@
+# Baton: `make run` serves the demo on http://127.0.0.1:8000, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export BATON_DATABASE_URL ?= sqlite+aiosqlite:///./var/baton.db
+
+.PHONY: run test bench openapi openapi-check migrate demo clean lint
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	mkdir -p var
+	$(BIN)/baton migrate
+	$(BIN)/baton demo --if-empty
+	$(BIN)/baton serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP)
+	$(BIN)/python -m tools.openapi --check
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+openapi: $(STAMP)
+	$(BIN)/python -m tools.openapi
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+migrate: $(STAMP)
+	$(BIN)/baton migrate
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,1 @@
+"""Partner registry, keys, request signing and verification, and the partner-side client."""

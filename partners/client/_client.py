@@ -1,0 +1,377 @@
+"""Synchronous and asynchronous clients for Baton's partner API.
+
+Both clients share one description of each call (``_Call``) and one retry policy; they differ
+only in how they send and how they wait. Every POST carries an ``Idempotency-Key`` that stays
+the same across retries, so a retry after a lost answer returns the first response instead of
+posting the update twice; the signer re-signs each attempt with a fresh nonce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from ._exceptions import BatonTransportError, api_error
+
+# Gateways and overloaded servers answer these while Baton itself may be fine a moment later.
+RETRY_STATUSES = frozenset({502, 503, 504})
+# Failures where the request may never have reached Baton, or its answer was lost on the way.
+# Bad URLs, proxies and local protocol errors are not in the list: trying again cannot help.
+_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_BACKOFF_BASE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One API operation, described independently of how it is sent."""
+
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _segment(value: str) -> str:
+    """A path segment, escaped so a reference or id can never change the path's shape."""
+    return quote(value, safe="")
+
+
+def _rfc3339(name: str, value: datetime) -> str:
+    """Baton requires times with an offset; a naive datetime would be silently misread."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (RFC 3339 needs an offset)")
+    return value.isoformat()
+
+
+def _iso_duration(value: timedelta | str) -> str:
+    """An ISO 8601 duration; strings such as ``PT2H`` pass through for the server to check."""
+    if isinstance(value, str):
+        return value
+    if value <= timedelta(0) or value.microseconds:
+        raise ValueError("accept_within must be a positive whole number of seconds")
+    hours, rest = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    date_part = f"{value.days}D" if value.days else ""
+    time_part = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    return f"P{date_part}" + (f"T{time_part}" if time_part else "")
+
+
+def _post(path: str, body: dict[str, Any], idempotency_key: str | None) -> _Call:
+    return _Call(
+        method="POST",
+        path=path,
+        json=body,
+        headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
+    )
+
+
+def _post_update_call(
+    ref: str,
+    *,
+    status: str | None,
+    message: str | None,
+    internal_note: str | None,
+    location: str | None,
+    eta: datetime | None,
+    occurred_at: datetime | None,
+    next_update_by: datetime | None,
+    idempotency_key: str | None,
+) -> _Call:
+    texts = {"status": status, "message": message, "internal_note": internal_note, "location": location}
+    times = {"eta": eta, "occurred_at": occurred_at, "next_update_by": next_update_by}
+    body: dict[str, Any] = {name: value for name, value in texts.items() if value is not None}
+    body |= {name: _rfc3339(name, value) for name, value in times.items() if value is not None}
+    return _post(f"/v1/cases/{_segment(ref)}/events", body, idempotency_key)
+
+
+def _hand_off_call(
+    ref: str, *, to: str, note: str | None, accept_within: timedelta | str | None, idempotency_key: str | None
+) -> _Call:
+    body: dict[str, Any] = {"to": to}
+    if note is not None:
+        body["note"] = note
+    if accept_within is not None:
+        body["accept_within"] = _iso_duration(accept_within)
+    return _post(f"/v1/cases/{_segment(ref)}/handoffs", body, idempotency_key)
+
+
+def _accept_handoff_call(ref: str, handoff_id: str, *, idempotency_key: str | None) -> _Call:
+    path = f"/v1/cases/{_segment(ref)}/handoffs/{_segment(handoff_id)}/accept"
+    return _post(path, {}, idempotency_key)
+
+
+def _cases_call(*, status: str | None, cursor: str | None, limit: int | None) -> _Call:
+    params = {"status": status, "cursor": cursor, "limit": limit}
+    return _Call(method="GET", path="/v1/cases", params={k: v for k, v in params.items() if v is not None})
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt + 1``: 0.5, 1, 2, 4, ..."""
+    return _BACKOFF_BASE_SECONDS * 2.0**attempt
+
+
+def _result(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a 2xx answer, or the problem it carries as an exception."""
+    if response.is_success:
+        return response.json() if response.content else {}
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict):
+        # A proxy's HTML error page, say: keep what little it tells.
+        problem = {"title": response.reason_phrase or f"HTTP {response.status_code}", "status": response.status_code}
+    raise api_error(status=response.status_code, problem=problem)
+
+
+class BatonClient:
+    """A partner's synchronous connection to Baton; use it as a context manager.
+
+    ``auth`` is a ``BatonSigner``. ``retries`` is how many times a request is tried again after
+    a transient network failure or a 502/503/504, with exponential backoff through ``sleep``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: httpx.Auth,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url, auth=auth, timeout=timeout, transport=transport)
+        self._retries = retries
+        self._sleep = sleep
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def post_update(
+        self,
+        ref: str,
+        *,
+        status: str | None = None,
+        message: str | None = None,
+        internal_note: str | None = None,
+        location: str | None = None,
+        eta: datetime | None = None,
+        occurred_at: datetime | None = None,
+        next_update_by: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Post a status update or note on a case; returns the created event (``seq``, ``hash``)."""
+        return self._perform(
+            _post_update_call(
+                ref,
+                status=status,
+                message=message,
+                internal_note=internal_note,
+                location=location,
+                eta=eta,
+                occurred_at=occurred_at,
+                next_update_by=next_update_by,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def hand_off(
+        self,
+        ref: str,
+        *,
+        to: str,
+        note: str | None = None,
+        accept_within: timedelta | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Pass custody to another partner, who must accept within ``accept_within``; returns the handoff."""
+        return self._perform(
+            _hand_off_call(ref, to=to, note=note, accept_within=accept_within, idempotency_key=idempotency_key)
+        )
+
+    def accept_handoff(self, ref: str, handoff_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Accept custody handed to this partner; returns the handoff."""
+        return self._perform(_accept_handoff_call(ref, handoff_id, idempotency_key=idempotency_key))
+
+    def cases(
+        self, *, status: str | None = None, cursor: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """One page of the cases this partner is party to: ``{"items": [...], "next_cursor": ...}``."""
+        return self._perform(_cases_call(status=status, cursor=cursor, limit=limit))
+
+    def iter_cases(self, *, status: str | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every case this partner is party to, fetching further pages as they are needed."""
+        cursor: str | None = None
+        while True:
+            page = self.cases(status=status, cursor=cursor, limit=limit)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def case(self, ref: str) -> dict[str, Any]:
+        """One case with its parties."""
+        return self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}"))
+
+    def events(self, ref: str) -> dict[str, Any]:
+        """A case's timeline as this partner may see it (no ``internal`` events)."""
+        return self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/events"))
+
+    def _perform(self, call: _Call) -> dict[str, Any]:
+        """Send ``call``, retrying transient failures; each attempt is a new, newly signed request."""
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
+            except _TRANSIENT_ERRORS as exc:
+                if attempt >= self._retries:
+                    raise BatonTransportError(f"{call.method} {call.path}: {exc}") from exc
+            except httpx.TransportError as exc:
+                raise BatonTransportError(f"{call.method} {call.path}: {exc}") from exc
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt >= self._retries:
+                    return _result(response)
+            self._sleep(_backoff(attempt))
+            attempt += 1
+
+
+class AsyncBatonClient:
+    """The asynchronous twin of ``BatonClient``: same methods, awaited; use ``async with``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: httpx.Auth,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, auth=auth, timeout=timeout, transport=transport)
+        self._retries = retries
+        self._sleep = sleep
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the connection pool."""
+        await self._http.aclose()
+
+    async def post_update(
+        self,
+        ref: str,
+        *,
+        status: str | None = None,
+        message: str | None = None,
+        internal_note: str | None = None,
+        location: str | None = None,
+        eta: datetime | None = None,
+        occurred_at: datetime | None = None,
+        next_update_by: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Post a status update or note on a case; returns the created event (``seq``, ``hash``)."""
+        return await self._perform(
+            _post_update_call(
+                ref,
+                status=status,
+                message=message,
+                internal_note=internal_note,
+                location=location,
+                eta=eta,
+                occurred_at=occurred_at,
+                next_update_by=next_update_by,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def hand_off(
+        self,
+        ref: str,
+        *,
+        to: str,
+        note: str | None = None,
+        accept_within: timedelta | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Pass custody to another partner, who must accept within ``accept_within``; returns the handoff."""
+        return await self._perform(
+            _hand_off_call(ref, to=to, note=note, accept_within=accept_within, idempotency_key=idempotency_key)
+        )
+
+    async def accept_handoff(self, ref: str, handoff_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Accept custody handed to this partner; returns the handoff."""
+        return await self._perform(_accept_handoff_call(ref, handoff_id, idempotency_key=idempotency_key))
+
+    async def cases(
+        self, *, status: str | None = None, cursor: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """One page of the cases this partner is party to: ``{"items": [...], "next_cursor": ...}``."""
+        return await self._perform(_cases_call(status=status, cursor=cursor, limit=limit))
+
+    async def iter_cases(self, *, status: str | None = None, limit: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every case this partner is party to, fetching further pages as they are needed."""
+        cursor: str | None = None
+        while True:
+            page = await self.cases(status=status, cursor=cursor, limit=limit)
+            for item in page["items"]:
+                yield item
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    async def case(self, ref: str) -> dict[str, Any]:
+        """One case with its parties."""
+        return await self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}"))
+
+    async def events(self, ref: str) -> dict[str, Any]:
+        """A case's timeline as this partner may see it (no ``internal`` events)."""
+        return await self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/events"))
+
+    async def _perform(self, call: _Call) -> dict[str, Any]:
+        """Send ``call``, retrying transient failures; each attempt is a new, newly signed request."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
+            except _TRANSIENT_ERRORS as exc:
+                if attempt >= self._retries:
+                    raise BatonTransportError(f"{call.method} {call.path}: {exc}") from exc
+            except httpx.TransportError as exc:
+                raise BatonTransportError(f"{call.method} {call.path}: {exc}") from exc
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt >= self._retries:
+                    return _result(response)
+            await self._sleep(_backoff(attempt))
+            attempt += 1

@@ -1,0 +1,228 @@
+"""``baton-partner``: a partner's command line for Baton.
+
+Configuration comes from options or the environment (``BATON_URL``, ``BATON_KEYID``,
+``BATON_KEY_FILE``, ``BATON_ALG``, ``BATON_PARTNER``), so a cron job or a shell session sets it
+once. Errors print Baton's problem title and detail to stderr and exit 1, never a traceback.
+
+Tests and programs embedding the CLI can route its requests through any httpx transport by
+passing it as Click's context object: ``CliRunner().invoke(app, args, obj=transport)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._auth import BatonSigner
+from ._client import BatonClient
+from ._exceptions import BatonError
+from ._keys import generate_ed25519_keypair
+
+app = typer.Typer(
+    name="baton-partner",
+    help="Post updates to Baton and manage custody handoffs, as a partner.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    url: str
+    keyid: str | None
+    key_file: Path | None
+    alg: str | None
+    partner: str | None
+    transport: httpx.BaseTransport | None
+
+
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(envvar="BATON_URL", help="Baton's base URL.")] = "http://127.0.0.1:8000",
+    keyid: Annotated[
+        str | None, typer.Option(envvar="BATON_KEYID", help="Key id registered with Baton, e.g. lh-2026-11.")
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(envvar="BATON_KEY_FILE", help="Ed25519 private key (PEM) or HMAC secret (base64) file."),
+    ] = None,
+    alg: Annotated[
+        str | None,
+        typer.Option(envvar="BATON_ALG", help="ed25519 or hmac-sha256; detected from the key file when omitted."),
+    ] = None,
+    partner: Annotated[
+        str | None, typer.Option(envvar="BATON_PARTNER", help="Your partner id, to show your role on cases.")
+    ] = None,
+) -> None:
+    """Talk to Baton as a partner, signing every request with your key."""
+    transport = ctx.obj if isinstance(ctx.obj, httpx.BaseTransport) else None
+    ctx.obj = _Settings(url=url, keyid=keyid, key_file=key_file, alg=alg, partner=partner, transport=transport)
+
+
+def _open_client(settings: _Settings) -> BatonClient:
+    """A signing client, or a usage error naming the setting that is missing or wrong."""
+    if not settings.keyid:
+        raise typer.BadParameter("a key id is needed to sign requests", param_hint="'--keyid' / BATON_KEYID")
+    if settings.key_file is None:
+        raise typer.BadParameter("a key is needed to sign requests", param_hint="'--key-file' / BATON_KEY_FILE")
+    try:
+        signer = BatonSigner.from_key_file(settings.keyid, settings.key_file, alg=settings.alg)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--key-file' / BATON_KEY_FILE") from exc
+    return BatonClient(settings.url, signer, transport=settings.transport)
+
+
+@contextmanager
+def _reporting_errors() -> Iterator[None]:
+    """Turn the client's errors into one line on stderr and exit status 1."""
+    try:
+        yield
+    except BatonError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
+def _parse_time(value: str) -> datetime:
+    """RFC 3339 with an offset; a naive time would be read in the server's zone, not yours."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not a time like 2026-11-03T14:00:00+01:00") from exc
+    if parsed.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} needs a UTC offset, e.g. Z or +01:00")
+    return parsed
+
+
+def _echo_json(document: dict[str, Any]) -> None:
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _time_option(help_text: str) -> Any:
+    return typer.Option(parser=_parse_time, metavar="RFC3339", help=help_text)
+
+
+@app.command()
+def keygen(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Where to write the private key (created with mode 0600).")],
+    force: Annotated[bool, typer.Option(help="Replace an existing key file.")] = False,
+) -> None:
+    """Create an Ed25519 key pair: the private key stays with you, the public key goes to Baton."""
+    private_pem, public_pem = generate_ed25519_keypair()
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(out, flags, 0o600)
+    except FileExistsError:
+        typer.echo(f"error: {out} exists; pass --force to replace it", err=True)
+        raise typer.Exit(code=1) from None
+    with os.fdopen(fd, "wb") as key_file:
+        key_file.write(private_pem)
+    # os.open's mode applies only to a new file; a replaced one may have been readable by others.
+    os.chmod(out, 0o600)
+    typer.echo(public_pem.decode("ascii"), nl=False)
+    keyid = ctx.obj.keyid or "<keyid>"
+    typer.echo(
+        f"Register this public key with Baton (baton partners keys add ... or POST /v1/partners/<id>/keys "
+        f'with {{"keyid": "{keyid}", "alg": "ed25519", "public_key": ...}}), '
+        f"then set BATON_KEYID={keyid} BATON_KEY_FILE={out}",
+        err=True,
+    )
+
+
+@app.command("post-update")
+def post_update(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference, e.g. BAG-7KQ3X9M.")],
+    status: Annotated[str | None, typer.Option(help="New status code, e.g. located.")] = None,
+    message: Annotated[str | None, typer.Option(help="Customer-facing message.")] = None,
+    internal_note: Annotated[
+        str | None, typer.Option(help="Note for the parties, never shown to the customer.")
+    ] = None,
+    location: Annotated[str | None, typer.Option(help="Where the item is, e.g. FRA.")] = None,
+    eta: Annotated[datetime | None, _time_option("When the item is expected to arrive.")] = None,
+    occurred_at: Annotated[datetime | None, _time_option("When it happened (default: when Baton receives it).")] = None,
+    next_update_by: Annotated[datetime | None, _time_option("Your promise of the next update.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Reuse to retry safely; generated if omitted.")] = None,
+) -> None:
+    """Post a status update or note on a case and print the created event."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        event = baton.post_update(
+            ref,
+            status=status,
+            message=message,
+            internal_note=internal_note,
+            location=location,
+            eta=eta,
+            occurred_at=occurred_at,
+            next_update_by=next_update_by,
+            idempotency_key=idempotency_key,
+        )
+    _echo_json(event)
+
+
+@app.command("hand-off")
+def hand_off(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+    to: Annotated[str, typer.Option(help="Partner id receiving custody, e.g. fastcourier.")],
+    note: Annotated[str | None, typer.Option(help="Note for the receiver.")] = None,
+    accept_within: Annotated[str | None, typer.Option(help="ISO 8601 duration, e.g. PT2H.")] = None,
+) -> None:
+    """Pass custody of a case's item to another partner and print the handoff."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        handoff = baton.hand_off(ref, to=to, note=note, accept_within=accept_within)
+    _echo_json(handoff)
+
+
+@app.command("accept-handoff")
+def accept_handoff(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+    handoff_id: Annotated[str, typer.Argument(help="The handoff's id.")],
+) -> None:
+    """Accept custody handed to you and print the handoff."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        handoff = baton.accept_handoff(ref, handoff_id)
+    _echo_json(handoff)
+
+
+def _own_party(case: dict[str, Any], partner: str | None) -> dict[str, Any]:
+    """The caller's party on a case; empty when ``--partner`` is unset, as a key id does not name it."""
+    parties: list[dict[str, Any]] = case.get("parties", [])
+    return next((party for party in parties if party.get("partner") == partner), {})
+
+
+@app.command()
+def cases(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="Only cases in this status.")] = None,
+) -> None:
+    """List the cases you are party to, with your role and watchdog state on each."""
+    settings: _Settings = ctx.obj
+    with _reporting_errors(), _open_client(settings) as baton:
+        found = list(baton.iter_cases(status=status))
+    table = Table("ref", "status", "type", "role", "state")
+    for case in found:
+        mine = _own_party(case, settings.partner)
+        table.add_row(
+            case["ref"], case.get("status", ""), case.get("type", ""), mine.get("role", ""), mine.get("state", "")
+        )
+    Console().print(table)
+
+
+def main() -> None:
+    """Entry point of the ``baton-partner`` console script."""
+    app()

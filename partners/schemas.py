@@ -1,0 +1,123 @@
+"""Request and response bodies of the partner registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from tracker.durations import Duration
+from tracker.validation import email_address, phone_number
+
+PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class CalendarIn(BaseModel):
+    """Business hours that pause the watchdog clock. Absent: always on, weekends included."""
+
+    model_config = ConfigDict(extra="forbid")
+    timezone: str | None = Field(default=None, description="Defaults to the partner's time zone.")
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]
+    )
+    start: dt.time = dt.time(8, 0)
+    end: dt.time = dt.time(18, 0)
+    holidays: list[dt.date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _check_zone(value) if value else value
+
+
+class PartnerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="Slug such as lh, ua, swissport-fra.", examples=["lh"])
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(default="other", max_length=40, examples=["airline"])
+    ops_email: str | None = None
+    ops_phone: str | None = None
+    webhook_url: HttpUrl | None = None
+    webhook_secret: str | None = Field(default=None, description="Standard Webhooks whsec_... secret.")
+    default_cadence: Duration = Field(default=dt.timedelta(hours=6))
+    escalate_after: Duration | None = None
+    timezone: str = "UTC"
+    calendar: CalendarIn | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not PARTNER_ID.match(value):
+            raise ValueError("a partner id is a lower-case slug: letters, digits and dashes, up to 63")
+        return value
+
+    @field_validator("ops_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return email_address(value) if value else value
+
+    @field_validator("ops_phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return phone_number(value) if value else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^whsec_[A-Za-z0-9+/=]{24,}$", value):
+            raise ValueError("webhook_secret must be a Standard Webhooks secret: whsec_ then base64")
+        return value
+
+
+class PartnerOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    ops_email: str | None
+    ops_phone: str | None
+    webhook_url: str | None
+    default_cadence: Duration
+    escalate_after: Duration | None
+    timezone: str
+    calendar: dict | None
+    created_at: dt.datetime
+    keys: list[KeyOut] = Field(default_factory=list)
+    webhook_secret: str | None = Field(default=None, description="Returned once, when Baton generated it.")
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keyid: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+    alg: Literal["ed25519", "hmac-sha256"]
+    public_key: str | None = Field(default=None, description="PEM Ed25519 public key (ed25519 only).")
+
+
+class KeyOut(BaseModel):
+    keyid: str
+    alg: str
+    partner: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+    public_key: str | None = None
+    secret: str | None = Field(default=None, description="hmac-sha256 only, returned once: base64 of 32 bytes.")
+
+
+class PartnerList(BaseModel):
+    items: list[PartnerOut]
+    next_cursor: str | None = None
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+    return value

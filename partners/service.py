@@ -1,0 +1,174 @@
+"""The partner registry: partners, their keys (rotation), and nonce bookkeeping."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import secrets
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from partners.models import Partner, PartnerKey, SignatureNonce
+from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerOut
+from partners.signatures import KeyMaterial
+from tracker.errors import Conflict, NotFound, Unprocessable
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def register_partner(*, session: AsyncSession, payload: PartnerIn, now: dt.datetime) -> PartnerOut:
+    """Register a partner; a webhook secret is generated (and returned once) when none is given."""
+    if await session.get(Partner, payload.id) is not None:
+        raise Conflict(f"Partner {payload.id!r} already exists.")
+    generated = None if payload.webhook_secret else new_webhook_secret()
+    partner = Partner(
+        id=payload.id,
+        name=payload.name,
+        kind=payload.kind,
+        ops_email=payload.ops_email,
+        ops_phone=payload.ops_phone,
+        webhook_url=str(payload.webhook_url) if payload.webhook_url else None,
+        webhook_secret=payload.webhook_secret or generated,
+        default_cadence_seconds=int(payload.default_cadence.total_seconds()),
+        escalate_after_seconds=int(payload.escalate_after.total_seconds()) if payload.escalate_after else None,
+        timezone=payload.timezone,
+        calendar=payload.calendar.model_dump(mode="json") if payload.calendar else None,
+        created_at=now,
+    )
+    session.add(partner)
+    await session.flush()
+    out = partner_out(partner, [])
+    out.webhook_secret = generated
+    return out
+
+
+async def get_partner(*, session: AsyncSession, partner_id: str) -> PartnerOut:
+    partner = await session.get(Partner, partner_id)
+    if partner is None:
+        raise NotFound(f"No partner {partner_id!r}.")
+    keys = (await session.scalars(select(PartnerKey).where(PartnerKey.partner_id == partner_id))).all()
+    return partner_out(partner, list(keys))
+
+
+async def list_partners(*, session: AsyncSession) -> list[PartnerOut]:
+    partners = (await session.scalars(select(Partner).order_by(Partner.id))).all()
+    keys = (await session.scalars(select(PartnerKey).order_by(PartnerKey.id))).all()
+    by_partner: dict[str, list[PartnerKey]] = {}
+    for key in keys:
+        by_partner.setdefault(key.partner_id, []).append(key)
+    return [partner_out(p, by_partner.get(p.id, [])) for p in partners]
+
+
+async def add_key(*, session: AsyncSession, partner_id: str, payload: KeyIn, now: dt.datetime) -> KeyOut:
+    """Add a signing key. Several may be active at once, so partners rotate without downtime."""
+    if await session.get(Partner, partner_id) is None:
+        raise NotFound(f"No partner {partner_id!r}.")
+    existing = await session.scalar(select(PartnerKey.id).where(PartnerKey.keyid == payload.keyid))
+    if existing is not None:
+        raise Conflict(f"Key id {payload.keyid!r} is already taken; key ids are never reused.")
+    public_pem = secret = None
+    if payload.alg == "ed25519":
+        public_pem = _normalize_ed25519_public_key(payload.public_key)
+    else:
+        if payload.public_key:
+            raise Unprocessable("An hmac-sha256 key takes no public_key: Baton generates the secret.")
+        secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    key = PartnerKey(
+        partner_id=partner_id,
+        keyid=payload.keyid,
+        alg=payload.alg,
+        public_key=public_pem,
+        secret=secret,
+        created_at=now,
+        active=True,
+    )
+    session.add(key)
+    await session.flush()
+    out = key_out(key)
+    out.secret = secret
+    return out
+
+
+async def revoke_key(*, session: AsyncSession, partner_id: str, keyid: str, now: dt.datetime) -> KeyOut:
+    """Revoke a key. Its material is kept so that events it signed can still be verified."""
+    key = await session.scalar(
+        select(PartnerKey).where(PartnerKey.partner_id == partner_id, PartnerKey.keyid == keyid)
+    )
+    if key is None or not key.active:
+        raise NotFound(f"No active key {keyid!r} for partner {partner_id!r}.")
+    key.active = False
+    key.revoked_at = now
+    await session.flush()
+    return key_out(key)
+
+
+async def key_material(*, session: AsyncSession, keyid: str, active_only: bool = True) -> KeyMaterial | None:
+    query = select(PartnerKey.keyid, PartnerKey.partner_id, PartnerKey.alg, PartnerKey.public_key, PartnerKey.secret)
+    query = query.where(PartnerKey.keyid == keyid)
+    if active_only:
+        query = query.where(PartnerKey.active.is_(True))
+    row = (await session.execute(query)).first()
+    return KeyMaterial(*row) if row else None
+
+
+async def consume_nonce(*, session: AsyncSession, keyid: str, nonce: str, expires_at: dt.datetime) -> bool:
+    """Record a nonce; False when the key has used it before (a replay)."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(SignatureNonce)
+    stmt = stmt.values(keyid=keyid, nonce=nonce, expires_at=expires_at).on_conflict_do_nothing()
+    result = await session.execute(stmt)
+    return result.rowcount == 1
+
+
+async def purge_nonces(*, session: AsyncSession, now: dt.datetime) -> int:
+    result = await session.execute(delete(SignatureNonce).where(SignatureNonce.expires_at < now))
+    return result.rowcount or 0
+
+
+def _normalize_ed25519_public_key(pem: str | None) -> str:
+    if not pem:
+        raise Unprocessable("An ed25519 key needs public_key: a PEM 'BEGIN PUBLIC KEY' block.")
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError):
+        raise Unprocessable("public_key is not a PEM public key.") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise Unprocessable("public_key is not an Ed25519 key.")
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def partner_out(partner: Partner, keys: list[PartnerKey]) -> PartnerOut:
+    return PartnerOut(
+        id=partner.id,
+        name=partner.name,
+        kind=partner.kind,
+        ops_email=partner.ops_email,
+        ops_phone=partner.ops_phone,
+        webhook_url=partner.webhook_url,
+        default_cadence=dt.timedelta(seconds=partner.default_cadence_seconds),
+        escalate_after=dt.timedelta(seconds=partner.escalate_after_seconds) if partner.escalate_after_seconds else None,
+        timezone=partner.timezone,
+        calendar=partner.calendar,
+        created_at=partner.created_at,
+        keys=[key_out(k) for k in keys],
+    )
+
+
+def key_out(key: PartnerKey) -> KeyOut:
+    return KeyOut(
+        keyid=key.keyid,
+        alg=key.alg,
+        partner=key.partner_id,
+        created_at=key.created_at,
+        revoked_at=key.revoked_at,
+        public_key=key.public_key,
+    )
+
+

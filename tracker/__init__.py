@@ -1,0 +1,1 @@
+"""Baton's kernel (config, db, errors, clock, ids) and the case domain."""

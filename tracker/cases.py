@@ -1,0 +1,829 @@
+"""The case domain: open a case, post updates, manage parties, hand off custody, close.
+
+Services only flush; the caller (request or worker loop) owns the transaction. Writers lock the
+case row first (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so the sequence
+of a case's timeline stays gapless and its hash chain linear under concurrent updates.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from partners.models import Partner
+from tracker.casetypes import CaseTypeDef
+from tracker.chain import GENESIS, digest, event_hash
+from tracker.errors import Conflict, Forbidden, NotFound, Unprocessable
+from tracker.models import Case, CaseType, Event, ExternalRef, Handoff, Party
+from tracker.principals import Principal
+from tracker.refs import new_ref, parse_ref
+from tracker.schemas import (
+    AcceptIn,
+    CaseIn,
+    CaseList,
+    CaseOut,
+    CloseIn,
+    CustomerOut,
+    EventIn,
+    EventList,
+    HandoffIn,
+    HandoffOut,
+    PartyIn,
+    PartyOut,
+    PartyPatch,
+    StatusLinkOut,
+)
+
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+MAX_PROMISE = dt.timedelta(days=30)
+_TYPE_CACHE_SECONDS = 30.0
+_type_cache: dict[str, tuple[float, CaseTypeDef]] = {}
+
+
+# ---------------------------------------------------------------- case types
+
+
+async def case_type(*, session: AsyncSession, code: str) -> CaseTypeDef:
+    """The parsed definition of a case type, cached briefly (types change rarely)."""
+    cached = _type_cache.get(code)
+    if cached and time.monotonic() - cached[0] < _TYPE_CACHE_SECONDS:
+        return cached[1]
+    row = await session.get(CaseType, code)
+    if row is None:
+        known = ", ".join((await session.scalars(select(CaseType.code).order_by(CaseType.code))).all())
+        raise Unprocessable(f"Unknown case type {code!r}; known types: {known}.")
+    parsed = CaseTypeDef.parse(code=row.code, prefix=row.prefix, name=row.name, definition=row.definition)
+    _type_cache[code] = (time.monotonic(), parsed)
+    return parsed
+
+
+def forget_case_types() -> None:
+    _type_cache.clear()
+
+
+def _check_status(ctype: CaseTypeDef, status: str) -> None:
+    if status not in ctype.statuses:
+        known = ", ".join(ctype.statuses)
+        raise Unprocessable(f"Unknown status {status!r} for a {ctype.code} case; known statuses: {known}.")
+
+
+# ---------------------------------------------------------------- loading with authorization
+
+
+def _not_found(ref: str) -> NotFound:
+    # The same answer whether the case does not exist or the caller may not see it.
+    return NotFound(f"No case {ref!r}.")
+
+
+async def load_case(
+    *, session: AsyncSession, principal: Principal, ref: str, for_update: bool = False
+) -> tuple[Case, Party | None]:
+    """The case and the caller's own party on it; 404 unless the caller may see it."""
+    parsed = parse_ref(ref)
+    if parsed is None or not parsed.valid:
+        raise _not_found(ref)
+    if principal.is_staff:
+        query = select(Case).where(Case.ref == parsed.ref)
+        if for_update:
+            query = query.with_for_update()
+        case = await session.scalar(query)
+        if case is None:
+            raise _not_found(ref)
+        return case, None
+    query = (
+        select(Case, Party)
+        .join(Party, and_(Party.case_id == Case.id, Party.partner_id == principal.partner_id))
+        .where(Case.ref == parsed.ref)
+    )
+    if for_update:
+        query = query.with_for_update(of=Case)
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise _not_found(ref)
+    return row[0], row[1]
+
+
+# ---------------------------------------------------------------- timeline
+
+
+def append_event(
+    *,
+    session: AsyncSession,
+    case: Case,
+    type: str,
+    actor: str,
+    visibility: str,
+    body: dict[str, Any],
+    now: dt.datetime,
+    occurred_at: dt.datetime | None = None,
+    partner_id: str | None = None,
+    signature: dict[str, Any] | None = None,
+) -> Event:
+    """Append one event to a case whose row the caller holds locked."""
+    seq = case.last_seq + 1
+    body_digest = digest(body)
+    occurred = occurred_at or now
+    hashed = event_hash(
+        case_ref=case.ref,
+        seq=seq,
+        type=type,
+        actor=actor,
+        partner_id=partner_id,
+        visibility=visibility,
+        occurred_at=occurred,
+        received_at=now,
+        body_digest=body_digest,
+        signature=signature,
+        prev_hash=case.last_hash,
+    )
+    event = Event(
+        case_id=case.id,
+        seq=seq,
+        type=type,
+        actor=actor,
+        partner_id=partner_id,
+        visibility=visibility,
+        occurred_at=occurred,
+        received_at=now,
+        body=body,
+        body_digest=body_digest,
+        signature=signature,
+        prev_hash=case.last_hash,
+        hash=hashed,
+    )
+    session.add(event)
+    case.last_seq = seq
+    case.last_hash = hashed
+    case.updated_at = now
+    return event
+
+
+def event_out(event: Event) -> dict[str, Any]:
+    out = dict(event.body)
+    out.update(
+        seq=event.seq,
+        type=event.type,
+        actor=event.actor,
+        visibility=event.visibility,
+        occurred_at=event.occurred_at,
+        received_at=event.received_at,
+        hash=event.hash,
+        prev_hash=event.prev_hash,
+        signed=event.signature is not None,
+        keyid=event.signature.get("keyid") if event.signature else None,
+    )
+    return out
+
+
+# ---------------------------------------------------------------- watchdog bookkeeping
+
+
+def schedule(party: Party, *, now: dt.datetime) -> None:
+    """Set when the party's next update is due: a cadence from now, or its own sooner promise."""
+    if not party.responsible or party.state == "released":
+        party.next_update_due = None
+        party.watch_at = None
+        return
+    due = now + dt.timedelta(seconds=party.cadence_seconds)
+    if party.promised_by is not None and party.promised_by < due:
+        due = party.promised_by
+    party.next_update_due = due
+    party.watch_at = due
+
+
+def _record_update(*, session: AsyncSession, case: Case, party: Party, now: dt.datetime, promised: dt.datetime | None) -> None:
+    party.last_update_at = now
+    party.promised_by = promised
+    if party.state in ("late", "escalated"):
+        append_event(
+            session=session,
+            case=case,
+            type="party.back_on_track",
+            actor="system",
+            visibility="parties",
+            body={"partner": party.partner_id, "was": party.state, "overdue_since": _iso(party.overdue_since)},
+            now=now,
+            partner_id=party.partner_id,
+        )
+        party.state = "on_track"
+        party.overdue_since = None
+        party.escalated_at = None
+    schedule(party, now=now)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# ---------------------------------------------------------------- output
+
+
+async def _parties_by_case(session: AsyncSession, case_ids: list[int]) -> dict[int, list[Party]]:
+    by_case: dict[int, list[Party]] = {cid: [] for cid in case_ids}
+    if case_ids:
+        rows = await session.scalars(select(Party).where(Party.case_id.in_(case_ids)).order_by(Party.id))
+        for party in rows:
+            by_case[party.case_id].append(party)
+    return by_case
+
+
+def party_out(party: Party) -> PartyOut:
+    return PartyOut(
+        partner=party.partner_id,
+        role=party.role,
+        responsible=party.responsible,
+        state=party.state,  # type: ignore[arg-type]
+        cadence=dt.timedelta(seconds=party.cadence_seconds),
+        last_update_at=party.last_update_at,
+        next_update_due=party.next_update_due,
+        overdue_since=party.overdue_since,
+        reminders_sent=party.reminders_sent,
+    )
+
+
+def status_url(base_url: str, case: Case) -> str:
+    return f"{base_url}/s/{case.status_token}"
+
+
+def case_out(case: Case, parties: list[Party], *, principal: Principal, ctype: CaseTypeDef, base_url: str) -> CaseOut:
+    sees_customer = principal.is_staff or principal.partner_id == case.owner_id
+    customer = None
+    if sees_customer:
+        customer = CustomerOut(
+            name=case.customer_name,
+            phone=case.customer_phone,
+            email=case.customer_email,
+            locale=case.customer_locale,
+            timezone=case.customer_timezone,
+            channels=list(case.customer_channels or []),
+            sms_opted_out=case.sms_opted_out,
+            email_opted_out=case.email_opted_out,
+        )
+    return CaseOut(
+        ref=case.ref,
+        type=case.type,
+        title=case.title,
+        status=case.status,
+        status_label=ctype.label(case.status, "en"),
+        status_url=status_url(base_url, case) if sees_customer else None,
+        owner=case.owner_id,
+        parties=[party_out(p) for p in parties],
+        customer=customer,
+        external_refs=dict(case.external_refs or {}),
+        opened_at=case.opened_at,
+        closed_at=case.closed_at,
+        resolution=case.resolution,
+        deadline_at=case.deadline_at,
+        satisfaction=case.satisfaction,
+        last_seq=case.last_seq,
+        last_hash=case.last_hash,
+    )
+
+
+async def read_case(*, session: AsyncSession, principal: Principal, ref: str, base_url: str) -> CaseOut:
+    case, _ = await load_case(session=session, principal=principal, ref=ref)
+    parties = (await _parties_by_case(session, [case.id]))[case.id]
+    ctype = await case_type(session=session, code=case.type)
+    return case_out(case, parties, principal=principal, ctype=ctype, base_url=base_url)
+
+
+# ---------------------------------------------------------------- open
+
+
+def new_status_token() -> str:
+    """192 random bits; the first 8 characters locate the row, the whole is compared in constant time."""
+    return secrets.token_urlsafe(24)
+
+
+async def open_case(
+    *, session: AsyncSession, principal: Principal, payload: CaseIn, now: dt.datetime, base_url: str
+) -> CaseOut:
+    """Open a case with its customer, parties and external references."""
+    ctype = await case_type(session=session, code=payload.type)
+    status = payload.status or ctype.initial_status
+    _check_status(ctype, status)
+    listed = [p.partner for p in payload.parties]
+    if len(set(listed)) != len(listed):
+        raise Unprocessable("A partner appears twice in parties; a partner has one role per case.")
+    wanted = {payload.owner, *listed}
+    partners = {
+        p.id: p for p in (await session.scalars(select(Partner).where(Partner.id.in_(wanted)))).all()
+    }
+    unknown = sorted(wanted - partners.keys())
+    if unknown:
+        raise Unprocessable(f"Unknown partner(s): {', '.join(unknown)}.")
+    if not principal.is_staff and principal.partner_id not in wanted:
+        raise Forbidden("A partner can only open a case it is party to.")
+
+    ref = await _unused_ref(session, ctype.prefix)
+    token = new_status_token()
+    customer = payload.customer
+    channels = customer.channels or [c for c, v in (("sms", customer.phone), ("email", customer.email)) if v]
+    case = Case(
+        ref=ref,
+        type=ctype.code,
+        title=payload.title,
+        status=status,
+        owner_id=payload.owner,
+        customer_name=customer.name,
+        customer_phone=customer.phone,
+        customer_email=customer.email,
+        customer_locale=customer.locale.replace("_", "-"),
+        customer_timezone=customer.timezone,
+        customer_channels=channels,
+        status_token=token,
+        status_token_locator=token[:8],
+        external_refs=payload.external_refs,
+        opened_at=now,
+        deadline_at=now + ctype.deadline if ctype.deadline else None,
+        last_seq=0,
+        last_hash=GENESIS,
+        updated_at=now,
+    )
+    session.add(case)
+    await session.flush()
+    for kind, value in payload.external_refs.items():
+        session.add(ExternalRef(case_id=case.id, kind=kind, value=_norm_external(value)))
+
+    specs = list(payload.parties)
+    if payload.owner not in listed:
+        specs.insert(0, PartyIn(partner=payload.owner, role="owner"))
+    parties = [_new_party(case, spec, partners[spec.partner], ctype, now) for spec in specs]
+    session.add_all(parties)
+    append_event(
+        session=session,
+        case=case,
+        type="case.opened",
+        actor=principal.actor,
+        partner_id=principal.partner_id,
+        visibility="public",
+        body={
+            "title": case.title,
+            "case_type": case.type,
+            "status": status,
+            "owner": case.owner_id,
+            "parties": [{"partner": p.partner_id, "role": p.role, "responsible": p.responsible} for p in parties],
+            "external_refs": payload.external_refs,
+        },
+        now=now,
+        signature=_signature(principal),
+    )
+    await session.flush()
+    return case_out(case, parties, principal=principal, ctype=ctype, base_url=base_url)
+
+
+def _signature(principal: Principal) -> dict[str, Any] | None:
+    return principal.signature if principal.kind == "partner" else None
+
+
+async def _unused_ref(session: AsyncSession, prefix: str) -> str:
+    for _ in range(10):
+        ref = new_ref(prefix)
+        if await session.scalar(select(Case.id).where(Case.ref == ref)) is None:
+            return ref
+    raise Conflict("Could not draw an unused case reference; try again.")
+
+
+def _norm_external(value: str) -> str:
+    return "".join(value.split()).upper()
+
+
+def _new_party(case: Case, spec: PartyIn, partner: Partner, ctype: CaseTypeDef, now: dt.datetime) -> Party:
+    cadence = spec.cadence or dt.timedelta(seconds=partner.default_cadence_seconds) or ctype.default_cadence
+    party = Party(
+        case_id=case.id,
+        partner_id=spec.partner,
+        role=spec.role,
+        responsible=spec.responsible,
+        cadence_seconds=int(cadence.total_seconds()),
+        state="on_track",
+        joined_at=now,
+        reminders_sent=0,
+    )
+    schedule(party, now=now)
+    return party
+
+
+# ---------------------------------------------------------------- list
+
+
+def _encode_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise Unprocessable("Invalid cursor; pass next_cursor from the previous page unchanged.") from None
+
+
+async def list_cases(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    base_url: str,
+    status: str | None = None,
+    partner: str | None = None,
+    overdue: bool | None = None,
+    text: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> CaseList:
+    """Newest first; partners see only cases they are party to."""
+    query = select(Case).order_by(Case.id.desc()).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Case.id < after)
+    if not principal.is_staff:
+        query = query.where(exists().where(Party.case_id == Case.id, Party.partner_id == principal.partner_id))
+    if status:
+        query = query.where(Case.status == status)
+    if partner:
+        query = query.where(exists().where(Party.case_id == Case.id, Party.partner_id == partner))
+    if overdue is not None:
+        late = exists().where(Party.case_id == Case.id, Party.state.in_(("late", "escalated")))
+        query = query.where(late if overdue else ~late)
+    if text:
+        query = query.where(_text_filter(text, staff=principal.is_staff))
+    cases = list((await session.scalars(query)).all())
+    more = len(cases) > limit
+    cases = cases[:limit]
+    parties = await _parties_by_case(session, [c.id for c in cases])
+    items = []
+    for case in cases:
+        ctype = await case_type(session=session, code=case.type)
+        items.append(case_out(case, parties[case.id], principal=principal, ctype=ctype, base_url=base_url))
+    return CaseList(items=items, next_cursor=_encode_cursor(cases[-1].id) if more else None)
+
+
+def _text_filter(text: str, *, staff: bool) -> Any:
+    text = text.strip()
+    parsed = parse_ref(text)
+    clauses = [
+        Case.id.in_(select(ExternalRef.case_id).where(ExternalRef.value == _norm_external(text))),
+        func.lower(Case.title).contains(text.lower(), autoescape=True),
+    ]
+    if parsed is not None:
+        clauses.append(Case.ref == parsed.ref)
+    if staff:
+        clauses.append(Case.customer_email == text.lower())
+        clauses.append(Case.customer_phone == "".join(ch for ch in text if ch.isdigit() or ch == "+"))
+    return or_(*clauses)
+
+
+# ---------------------------------------------------------------- events
+
+
+async def list_events(
+    *, session: AsyncSession, principal: Principal, ref: str, cursor: str | None = None, limit: int = 100
+) -> EventList:
+    case, _ = await load_case(session=session, principal=principal, ref=ref)
+    query = select(Event).where(Event.case_id == case.id).order_by(Event.seq).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Event.seq > after)
+    if not principal.is_staff:
+        query = query.where(Event.visibility != "internal")
+    events = list((await session.scalars(query)).all())
+    more = len(events) > limit
+    events = events[:limit]
+    return EventList(
+        items=[event_out(e) for e in events],  # type: ignore[misc]
+        next_cursor=_encode_cursor(events[-1].seq) if more else None,
+    )
+
+
+async def post_update(
+    *, session: AsyncSession, principal: Principal, ref: str, payload: EventIn, now: dt.datetime
+) -> dict[str, Any]:
+    """Post a status update or note; the poster's own party is back on track."""
+    case, party = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    if case.closed_at is not None:
+        raise Conflict(f"Case {case.ref} is closed; updates are no longer accepted.")
+    ctype = await case_type(session=session, code=case.type)
+    if payload.status is not None:
+        _check_status(ctype, payload.status)
+    if payload.visibility == "internal" and not principal.is_staff:
+        raise Forbidden("Only staff may post internal events.")
+    occurred = payload.occurred_at or now
+    if occurred > now + FUTURE_TOLERANCE:
+        raise Unprocessable("occurred_at is in the future.")
+    promised = payload.next_update_by
+    if promised is not None and not (now < promised <= now + MAX_PROMISE):
+        raise Unprocessable("next_update_by must be in the future and within 30 days.")
+
+    body = payload.model_dump(mode="json", exclude_none=True, exclude={"visibility", "occurred_at"})
+    visibility = payload.visibility or _default_visibility(ctype, payload)
+    event = append_event(
+        session=session,
+        case=case,
+        type="update",
+        actor=principal.actor,
+        partner_id=principal.partner_id,
+        visibility=visibility,
+        body=body,
+        now=now,
+        occurred_at=occurred,
+        signature=_signature(principal),
+    )
+    if payload.status is not None:
+        case.status = payload.status
+    if party is not None and party.state != "released":
+        _record_update(session=session, case=case, party=party, now=now, promised=promised)
+    await session.flush()
+    return event_out(event)
+
+
+def _default_visibility(ctype: CaseTypeDef, payload: EventIn) -> str:
+    if payload.message:
+        return "public"
+    if payload.status and ctype.statuses[payload.status].get("notify"):
+        return "public"
+    return "parties"
+
+
+# ---------------------------------------------------------------- parties
+
+
+def _require_owner_or_staff(principal: Principal, case: Case) -> None:
+    if not principal.is_staff and principal.partner_id != case.owner_id:
+        raise Forbidden("Only staff and the owner partner may change the case's parties.")
+
+
+async def add_party(
+    *, session: AsyncSession, principal: Principal, ref: str, payload: PartyIn, now: dt.datetime, base_url: str
+) -> PartyOut:
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    _require_owner_or_staff(principal, case)
+    _require_open(case)
+    partner = await session.get(Partner, payload.partner)
+    if partner is None:
+        raise Unprocessable(f"Unknown partner {payload.partner!r}.")
+    taken = await session.scalar(
+        select(Party.id).where(Party.case_id == case.id, Party.partner_id == payload.partner)
+    )
+    if taken is not None:
+        raise Conflict(f"{payload.partner} is already a party to {case.ref}; PATCH it instead.")
+    ctype = await case_type(session=session, code=case.type)
+    party = _new_party(case, payload, partner, ctype, now)
+    session.add(party)
+    append_event(
+        session=session,
+        case=case,
+        type="party.added",
+        actor=principal.actor,
+        partner_id=principal.partner_id,
+        visibility="parties",
+        body={"partner": party.partner_id, "role": party.role, "responsible": party.responsible,
+              "cadence_seconds": party.cadence_seconds},
+        now=now,
+        signature=_signature(principal),
+    )
+    await session.flush()
+    return party_out(party)
+
+
+async def _party_of(session: AsyncSession, case: Case, partner_id: str) -> Party:
+    party = await session.scalar(select(Party).where(Party.case_id == case.id, Party.partner_id == partner_id))
+    if party is None:
+        raise NotFound(f"{partner_id!r} is not a party to {case.ref}.")
+    return party
+
+
+async def patch_party(
+    *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, payload: PartyPatch, now: dt.datetime
+) -> PartyOut:
+    """Change a party's role, cadence or responsibility, or release it."""
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    _require_owner_or_staff(principal, case)
+    _require_open(case)
+    party = await _party_of(session, case, partner_id)
+    changes = payload.model_dump(mode="json", exclude_none=True)
+    if not changes:
+        raise Unprocessable("Nothing to change: give role, responsible, cadence or released.")
+    if party.state == "released" and not payload.released is False and payload.responsible:
+        raise Conflict(f"{partner_id} was released; set released=false to bring it back.")
+    if payload.role is not None:
+        party.role = payload.role
+    if payload.cadence is not None:
+        party.cadence_seconds = int(payload.cadence.total_seconds())
+    if payload.released:
+        party.state = "released"
+        party.responsible = False
+        party.released_at = now
+        party.overdue_since = party.escalated_at = None
+    elif payload.released is False and party.state == "released":
+        party.state = "on_track"
+        party.released_at = None
+    if payload.responsible is not None:
+        party.responsible = payload.responsible
+    if payload.responsible or payload.cadence is not None or payload.released is not None:
+        if party.state != "late" and party.state != "escalated":
+            schedule(party, now=now)
+    if party.responsible is False:
+        party.watch_at = party.next_update_due = None
+        if party.state in ("late", "escalated"):
+            party.state, party.overdue_since, party.escalated_at = "on_track", None, None
+    append_event(
+        session=session,
+        case=case,
+        type="party.released" if payload.released else "party.updated",
+        actor=principal.actor,
+        partner_id=principal.partner_id,
+        visibility="parties",
+        body={"partner": partner_id, **changes},
+        now=now,
+        signature=_signature(principal),
+    )
+    await session.flush()
+    return party_out(party)
+
+
+def _require_open(case: Case) -> None:
+    if case.closed_at is not None:
+        raise Conflict(f"Case {case.ref} is closed.")
+
+
+# ---------------------------------------------------------------- handoffs
+
+
+def handoff_out(handoff: Handoff) -> HandoffOut:
+    return HandoffOut(
+        id=handoff.id,
+        from_=handoff.from_partner_id,
+        to=handoff.to_partner_id,
+        state=handoff.state,  # type: ignore[arg-type]
+        note=handoff.note,
+        requested_at=handoff.requested_at,
+        accept_by=handoff.accept_by,
+        accepted_at=handoff.accepted_at,
+    )
+
+
+async def request_handoff(
+    *, session: AsyncSession, principal: Principal, ref: str, payload: HandoffIn, now: dt.datetime
+) -> HandoffOut:
+    """Pass custody to another party; it becomes responsible once it accepts."""
+    case, own = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    _require_open(case)
+    if principal.is_staff:
+        sender = payload.from_
+    else:
+        if payload.from_ not in (None, principal.partner_id):
+            raise Forbidden("A partner hands off only its own custody.")
+        if own is None or not own.responsible:
+            raise Forbidden("Only the responsible party (or staff) may hand off custody.")
+        sender = principal.partner_id
+    if sender is not None:
+        await _party_of(session, case, sender)
+    receiver = await session.scalar(
+        select(Party).where(Party.case_id == case.id, Party.partner_id == payload.to)
+    )
+    if receiver is None or receiver.state == "released":
+        raise Unprocessable(f"{payload.to!r} is not a party to {case.ref}; add it as a party first.")
+    if payload.to == sender:
+        raise Unprocessable("A party cannot hand off to itself.")
+    ctype = await case_type(session=session, code=case.type)
+    window = payload.accept_within or ctype.handoff_accept_within
+    handoff = Handoff(
+        case_id=case.id,
+        from_partner_id=sender,
+        to_partner_id=payload.to,
+        state="requested",
+        note=payload.note,
+        requested_at=now,
+        accept_by=now + window,
+    )
+    session.add(handoff)
+    await session.flush()
+    append_event(
+        session=session,
+        case=case,
+        type="handoff.requested",
+        actor=principal.actor,
+        partner_id=principal.partner_id,
+        visibility="parties",
+        body={"handoff": handoff.id, "from": sender, "to": payload.to, "note": payload.note,
+              "accept_by": handoff.accept_by.isoformat()},
+        now=now,
+        signature=_signature(principal),
+    )
+    await session.flush()
+    return handoff_out(handoff)
+
+
+async def accept_handoff(
+    *, session: AsyncSession, principal: Principal, ref: str, handoff_id: int, payload: AcceptIn, now: dt.datetime
+) -> HandoffOut:
+    """The receiver takes custody: it becomes responsible and the sender is relieved."""
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    _require_open(case)
+    handoff = await session.scalar(select(Handoff).where(Handoff.id == handoff_id, Handoff.case_id == case.id))
+    if handoff is None:
+        raise NotFound(f"No handoff {handoff_id} on {case.ref}.")
+    if not principal.is_staff and principal.partner_id != handoff.to_partner_id:
+        raise Forbidden("Only the receiving partner (or staff) may accept a handoff.")
+    if handoff.state != "requested":
+        raise Conflict(f"Handoff {handoff_id} is already {handoff.state}.")
+    handoff.state = "accepted"
+    handoff.accepted_at = now
+    receiver = await _party_of(session, case, handoff.to_partner_id)
+    receiver.responsible = True
+    if receiver.state in ("late", "escalated") and receiver.overdue_since is not None:
+        receiver.state, receiver.overdue_since, receiver.escalated_at = "on_track", None, None
+    receiver.last_update_at = now
+    schedule(receiver, now=now)
+    if handoff.from_partner_id:
+        sender = await _party_of(session, case, handoff.from_partner_id)
+        sender.responsible = False
+        sender.state = "on_track" if sender.state != "released" else sender.state
+        sender.overdue_since = sender.escalated_at = None
+        schedule(sender, now=now)
+    append_event(
+        session=session,
+        case=case,
+        type="handoff.accepted",
+        actor=principal.actor,
+        partner_id=principal.partner_id,
+        visibility="public",
+        body={"handoff": handoff.id, "from": handoff.from_partner_id, "to": handoff.to_partner_id,
+              "note": payload.note},
+        now=now,
+        signature=_signature(principal),
+    )
+    await session.flush()
+    return handoff_out(handoff)
+
+
+async def list_handoffs(*, session: AsyncSession, principal: Principal, ref: str) -> list[HandoffOut]:
+    case, _ = await load_case(session=session, principal=principal, ref=ref)
+    rows = await session.scalars(select(Handoff).where(Handoff.case_id == case.id).order_by(Handoff.id))
+    return [handoff_out(h) for h in rows]
+
+
+# ---------------------------------------------------------------- close and status link
+
+
+async def close_case(
+    *, session: AsyncSession, principal: Principal, ref: str, payload: CloseIn, now: dt.datetime, base_url: str
+) -> CaseOut:
+    """Close with a resolution; nobody is watched any more and the customer is asked to confirm."""
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    if not principal.is_staff and principal.partner_id != case.owner_id:
+        raise Forbidden("Only the owner partner (or staff) may close the case.")
+    _require_open(case)
+    ctype = await case_type(session=session, code=case.type)
+    status = payload.status or "closed"
+    _check_status(ctype, status)
+    if not ctype.statuses[status].get("terminal"):
+        raise Unprocessable(f"{status!r} is not a terminal status of a {ctype.code} case.")
+    case.status = status
+    case.closed_at = now
+    case.resolution = payload.resolution
+    parties = (await _parties_by_case(session, [case.id]))[case.id]
+    for party in parties:
+        party.watch_at = party.next_update_due = None
+        if party.state in ("late", "escalated"):
+            party.state, party.overdue_since, party.escalated_at = "on_track", None, None
+    body: dict[str, Any] = {"status": status, "resolution": payload.resolution}
+    if payload.message:
+        body["message"] = payload.message
+    append_event(
+        session=session,
+        case=case,
+        type="case.closed",
+        actor=principal.actor,
+        partner_id=principal.partner_id,
+        visibility="public",
+        body=body,
+        now=now,
+        signature=_signature(principal),
+    )
+    await session.flush()
+    return case_out(case, parties, principal=principal, ctype=ctype, base_url=base_url)
+
+
+async def rotate_status_link(
+    *, session: AsyncSession, principal: Principal, ref: str, now: dt.datetime, base_url: str
+) -> StatusLinkOut:
+    """Issue a new status link; the old one stops working at once."""
+    principal.require_staff("agent")
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    token = new_status_token()
+    case.status_token = token
+    case.status_token_locator = token[:8]
+    append_event(
+        session=session, case=case, type="status_link.rotated", actor=principal.actor,
+        visibility="internal", body={}, now=now,
+    )
+    await session.flush()
+    return StatusLinkOut(ref=case.ref, status_url=status_url(base_url, case))

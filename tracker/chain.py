@@ -1,0 +1,62 @@
+"""The tamper-evident timeline: each event's hash covers the previous hash and the event itself.
+
+    body_digest = sha256(canonical(body))
+    hash        = sha256(canonical({case, seq, type, actor, partner, visibility, occurred_at,
+                                    received_at, body_digest, signature_digest, prev}))
+
+The body enters through its digest so that personal data in a body can later be erased (GDPR)
+while the chain still verifies: the header, the stored digest and the signature stay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from tracker.clock import as_utc
+
+GENESIS = "0" * 64
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(canonical(value)).hexdigest()
+
+
+def stamp(value: dt.datetime) -> str:
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_hash(
+    *,
+    case_ref: str,
+    seq: int,
+    type: str,
+    actor: str,
+    partner_id: str | None,
+    visibility: str,
+    occurred_at: dt.datetime,
+    received_at: dt.datetime,
+    body_digest: str,
+    signature: dict[str, Any] | None,
+    prev_hash: str,
+) -> str:
+    header = {
+        "case": case_ref,
+        "seq": seq,
+        "type": type,
+        "actor": actor,
+        "partner": partner_id,
+        "visibility": visibility,
+        "occurred_at": stamp(occurred_at),
+        "received_at": stamp(received_at),
+        "body_digest": body_digest,
+        "signature_digest": digest(signature) if signature else None,
+        "prev": prev_hash,
+    }
+    return hashlib.sha256(canonical(header)).hexdigest()

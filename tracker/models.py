@@ -1,0 +1,163 @@
+"""The case domain's tables: case types, cases, parties, handoffs, events; staff and idempotency."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+import partners.models  # noqa: F401  (registers partners.* tables on the shared metadata)
+from tracker.db import Base, BigID, JSONType, UTCDateTime
+
+
+class CaseType(Base):
+    """A kind of case, as data: status vocabulary, cadence, escalation ladder, deadline."""
+
+    __tablename__ = "case_types"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(5), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    ref: Mapped[str] = mapped_column(String(20), unique=True)
+    type: Mapped[str] = mapped_column(ForeignKey("case_types.code"))
+    title: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(40))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    customer_email: Mapped[str | None] = mapped_column(String(320), index=True)
+    customer_locale: Mapped[str] = mapped_column(String(10), default="en")
+    customer_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    customer_channels: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    sms_opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # Split token: the locator finds the row, the whole token is compared in constant time.
+    status_token: Mapped[str] = mapped_column(String(64))
+    status_token_locator: Mapped[str] = mapped_column(String(12), index=True)
+
+    external_refs: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    satisfaction: Mapped[str | None] = mapped_column(String(20))
+    satisfaction_comment: Mapped[str | None] = mapped_column(Text)
+    satisfaction_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_cases_status_opened_at", "status", "opened_at"),)
+
+
+class ExternalRef(Base):
+    """An external reference (WorldTracer file, bag tag) indexed for search, normalized upper-case."""
+
+    __tablename__ = "case_external_refs"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    value: Mapped[str] = mapped_column(String(100), index=True)
+
+
+class Party(Base):
+    __tablename__ = "parties"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    role: Mapped[str] = mapped_column(String(40))
+    responsible: Mapped[bool] = mapped_column(Boolean, default=False)
+    cadence_seconds: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20), default="on_track")
+    joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_update_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    next_update_due: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    promised_by: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    overdue_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    last_nudged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the watchdog must next look at this party; NULL when nothing can become due.
+    watch_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("case_id", "partner_id"),)
+
+
+class Handoff(Base):
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    from_partner_id: Mapped[str | None] = mapped_column(ForeignKey("partners.id"))
+    to_partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    state: Mapped[str] = mapped_column(String(20), default="requested")
+    note: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    accept_by: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    flagged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """One entry of a case's append-only timeline, chained to the previous one by its hash."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(120))
+    partner_id: Mapped[str | None] = mapped_column(String(64))
+    visibility: Mapped[str] = mapped_column(String(10))
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    body_digest: Mapped[str] = mapped_column(String(64))
+    # The request as signed by the partner: method, target URI, headers, and the exact body.
+    signature: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+
+
+class StaffToken(Base):
+    __tablename__ = "staff_tokens"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(120))
+    key: Mapped[str] = mapped_column(String(255))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (UniqueConstraint("principal", "key"),)

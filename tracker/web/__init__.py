@@ -1,0 +1,1 @@
+"""The HTTP layer: the app factory, request dependencies and routes. Nothing below imports it."""

@@ -1,0 +1,232 @@
+"""The ``/v1`` JSON API of SPEC.md."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from partners import service as partners
+from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut
+from tracker import cases
+from tracker.errors import Forbidden
+from tracker.schemas import (
+    AcceptIn,
+    CaseIn,
+    CaseList,
+    CaseOut,
+    CloseIn,
+    EventIn,
+    EventList,
+    EventOut,
+    HandoffIn,
+    HandoffOut,
+    PartyIn,
+    PartyOut,
+    PartyPatch,
+    Problem,
+    StatusLinkOut,
+)
+from tracker.web.deps import Ctx, caller
+
+_problem = {"model": Problem, "content": {"application/problem+json": {}}}
+PROBLEMS = {400: _problem, 401: _problem, 403: _problem, 404: _problem, 409: _problem, 413: _problem,
+            415: _problem, 422: _problem, 429: _problem}
+IDEMPOTENCY = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "A retry with the same key and body returns the first response.",
+        }
+    ]
+}
+
+router = APIRouter(prefix="/v1", responses=PROBLEMS)
+
+
+# ---------------------------------------------------------------- partners (admin)
+
+
+@router.post("/partners", status_code=201, response_model=PartnerOut, openapi_extra=IDEMPOTENCY, tags=["partners"])
+async def create_partner(payload: PartnerIn, ctx: Ctx = Depends(caller)) -> Response:
+    """Register a partner. A generated webhook secret is returned once."""
+    ctx.principal.require_staff("admin")
+    return await ctx.write(
+        lambda: partners.register_partner(session=ctx.session, payload=payload, now=ctx.now()), status_code=201
+    )
+
+
+@router.get("/partners", response_model=PartnerList, tags=["partners"])
+async def list_partners(ctx: Ctx = Depends(caller)) -> PartnerList:
+    ctx.principal.require_staff("agent")
+    return PartnerList(items=await partners.list_partners(session=ctx.session))
+
+
+@router.get("/partners/{partner_id}", response_model=PartnerOut, tags=["partners"])
+async def get_partner(partner_id: str, ctx: Ctx = Depends(caller)) -> PartnerOut:
+    _staff_or_self(ctx, partner_id)
+    return await partners.get_partner(session=ctx.session, partner_id=partner_id)
+
+
+@router.post(
+    "/partners/{partner_id}/keys", status_code=201, response_model=KeyOut, openapi_extra=IDEMPOTENCY, tags=["partners"]
+)
+async def add_partner_key(partner_id: str, payload: KeyIn, ctx: Ctx = Depends(caller)) -> Response:
+    """Add a signing key (rotation: several may be active). An HMAC secret is returned once."""
+    ctx.principal.require_staff("admin")
+    return await ctx.write(
+        lambda: partners.add_key(session=ctx.session, partner_id=partner_id, payload=payload, now=ctx.now()),
+        status_code=201,
+    )
+
+
+@router.delete("/partners/{partner_id}/keys/{keyid}", response_model=KeyOut, tags=["partners"])
+async def revoke_partner_key(partner_id: str, keyid: str, ctx: Ctx = Depends(caller)) -> Response:
+    """Revoke a key; requests signed with it are refused from now on."""
+    ctx.principal.require_staff("admin")
+    return await ctx.write(
+        lambda: partners.revoke_key(session=ctx.session, partner_id=partner_id, keyid=keyid, now=ctx.now())
+    )
+
+
+def _staff_or_self(ctx: Ctx, partner_id: str) -> None:
+    if ctx.principal.is_staff:
+        return
+    if ctx.principal.partner_id != partner_id:
+        raise Forbidden("A partner may only read its own record.")
+
+
+# ---------------------------------------------------------------- cases
+
+
+@router.post("/cases", status_code=201, response_model=CaseOut, openapi_extra=IDEMPOTENCY, tags=["cases"])
+async def create_case(payload: CaseIn, ctx: Ctx = Depends(caller)) -> Response:
+    """Open a case with its customer, parties and external references; answers with its status link."""
+    if ctx.principal.is_staff:
+        ctx.principal.require_staff("agent")
+    return await ctx.write(
+        lambda: cases.open_case(
+            session=ctx.session, principal=ctx.principal, payload=payload, now=ctx.now(), base_url=ctx.base_url
+        ),
+        status_code=201,
+    )
+
+
+@router.get("/cases", response_model=CaseList, tags=["cases"])
+async def list_cases(
+    ctx: Ctx = Depends(caller),
+    status: str | None = Query(default=None, max_length=40),
+    partner: str | None = Query(default=None, max_length=64),
+    overdue: bool | None = None,
+    text: str | None = Query(default=None, max_length=200, description="Reference, external reference, title, or (staff) customer phone or email."),
+    cursor: str | None = Query(default=None, max_length=200),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> CaseList:
+    return await cases.list_cases(
+        session=ctx.session,
+        principal=ctx.principal,
+        base_url=ctx.base_url,
+        status=status,
+        partner=partner,
+        overdue=overdue,
+        text=text,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get("/cases/{ref}", response_model=CaseOut, tags=["cases"])
+async def get_case(ref: str, ctx: Ctx = Depends(caller)) -> CaseOut:
+    return await cases.read_case(session=ctx.session, principal=ctx.principal, ref=ref, base_url=ctx.base_url)
+
+
+@router.get("/cases/{ref}/events", response_model=EventList, tags=["events"])
+async def list_case_events(
+    ref: str,
+    ctx: Ctx = Depends(caller),
+    cursor: str | None = Query(default=None, max_length=200),
+    limit: int = Query(default=100, ge=1, le=500),
+) -> EventList:
+    """The timeline, oldest first. Partners never see internal events."""
+    return await cases.list_events(session=ctx.session, principal=ctx.principal, ref=ref, cursor=cursor, limit=limit)
+
+
+@router.post(
+    "/cases/{ref}/events", status_code=201, response_model=EventOut, openapi_extra=IDEMPOTENCY, tags=["events"]
+)
+async def post_case_event(ref: str, payload: EventIn, ctx: Ctx = Depends(caller)) -> Response:
+    """Post a status update or note. A partner's update puts its party back on track."""
+    return await ctx.write(
+        lambda: cases.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now()),
+        status_code=201,
+    )
+
+
+@router.post(
+    "/cases/{ref}/parties", status_code=201, response_model=PartyOut, openapi_extra=IDEMPOTENCY, tags=["parties"]
+)
+async def add_case_party(ref: str, payload: PartyIn, ctx: Ctx = Depends(caller)) -> Response:
+    return await ctx.write(
+        lambda: cases.add_party(
+            session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(), base_url=ctx.base_url
+        ),
+        status_code=201,
+    )
+
+
+@router.patch("/cases/{ref}/parties/{partner_id}", response_model=PartyOut, tags=["parties"])
+async def update_case_party(ref: str, partner_id: str, payload: PartyPatch, ctx: Ctx = Depends(caller)) -> Response:
+    """Change a party's role, cadence or responsibility, or release it."""
+    return await ctx.write(
+        lambda: cases.patch_party(
+            session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id, payload=payload, now=ctx.now()
+        )
+    )
+
+
+@router.get("/cases/{ref}/handoffs", response_model=list[HandoffOut], tags=["handoffs"])
+async def list_case_handoffs(ref: str, ctx: Ctx = Depends(caller)) -> list[HandoffOut]:
+    return await cases.list_handoffs(session=ctx.session, principal=ctx.principal, ref=ref)
+
+
+@router.post(
+    "/cases/{ref}/handoffs", status_code=201, response_model=HandoffOut, openapi_extra=IDEMPOTENCY, tags=["handoffs"]
+)
+async def request_case_handoff(ref: str, payload: HandoffIn, ctx: Ctx = Depends(caller)) -> Response:
+    """Pass custody to another party, which must accept within the window."""
+    return await ctx.write(
+        lambda: cases.request_handoff(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now()),
+        status_code=201,
+    )
+
+
+@router.post(
+    "/cases/{ref}/handoffs/{handoff_id}/accept", response_model=HandoffOut, openapi_extra=IDEMPOTENCY, tags=["handoffs"]
+)
+async def accept_case_handoff(ref: str, handoff_id: int, payload: AcceptIn, ctx: Ctx = Depends(caller)) -> Response:
+    return await ctx.write(
+        lambda: cases.accept_handoff(
+            session=ctx.session, principal=ctx.principal, ref=ref, handoff_id=handoff_id, payload=payload, now=ctx.now()
+        )
+    )
+
+
+@router.post("/cases/{ref}/close", response_model=CaseOut, openapi_extra=IDEMPOTENCY, tags=["cases"])
+async def close_case(ref: str, payload: CloseIn, ctx: Ctx = Depends(caller)) -> Response:
+    """Close with a resolution; the customer is asked to confirm."""
+    return await ctx.write(
+        lambda: cases.close_case(
+            session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(), base_url=ctx.base_url
+        )
+    )
+
+
+@router.post("/cases/{ref}/status-link", response_model=StatusLinkOut, openapi_extra=IDEMPOTENCY, tags=["cases"])
+async def rotate_case_status_link(ref: str, ctx: Ctx = Depends(caller)) -> Response:
+    """Issue a new status link (staff); the old one stops working."""
+    return await ctx.write(
+        lambda: cases.rotate_status_link(
+            session=ctx.session, principal=ctx.principal, ref=ref, now=ctx.now(), base_url=ctx.base_url
+        )
+    )
