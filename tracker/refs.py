@@ -1,4 +1,4 @@
-"""Case references: short, case-insensitive identifiers that catch typos, such as ``BAG-7KQ3X9M``.
+"""Case references: short, case-insensitive identifiers that catch typos, such as ``BAG-7KQ3X9T``.
 
 A reference is the case type's prefix (2 to 5 letters), a dash, six random symbols and one
 check symbol. The symbols come from Crockford's base32 alphabet without I, L, O and U, so a
@@ -98,7 +98,7 @@ class ParsedRef:
 
 
 def new_ref(prefix: str, *, rng: _Chooser = secrets) -> str:
-    """Draw a new reference for the case type with this prefix, e.g. ``BAG-7KQ3X9M``."""
+    """Draw a new reference for the case type with this prefix, e.g. ``BAG-7KQ3X9T``."""
     prefix = _checked_prefix(prefix)
     data = "".join(rng.choice(ALPHABET) for _ in range(RANDOM_LENGTH))
     return f"{prefix}-{data}{_check_symbol(prefix, data)}"

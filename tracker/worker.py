@@ -53,19 +53,26 @@ async def run_round(*, sessionmaker: async_sessionmaker[AsyncSession], clock: Cl
     return done
 
 
+async def run_loop(
+    *, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, interval: float, once: bool = False
+) -> None:
+    """Run rounds until cancelled. A failing round is logged and retried; it never ends the loop."""
+    while True:
+        try:
+            done = await run_round(sessionmaker=sessionmaker, clock=clock)
+            if any(done.values()):
+                log.info("worker round: %s", done)
+        except Exception:
+            log.exception("worker round failed; retrying next round")
+        if once:
+            return
+        await asyncio.sleep(interval)
+
+
 async def run_worker(*, settings: Settings, clock: Clock, once: bool = False, interval: float = 5.0) -> None:
+    """``baton worker``: its own engine, rounds every ``interval`` seconds."""
     engine = make_engine(settings)
-    sessionmaker = make_sessionmaker(engine)
     try:
-        while True:
-            try:
-                done = await run_round(sessionmaker=sessionmaker, clock=clock)
-                if any(done.values()):
-                    log.info("worker round", extra={"done": done})
-            except Exception:
-                log.exception("worker round failed; retrying next round")
-            if once:
-                return
-            await asyncio.sleep(interval)
+        await run_loop(sessionmaker=make_sessionmaker(engine), clock=clock, interval=interval, once=once)
     finally:
         await engine.dispose()

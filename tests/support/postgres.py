@@ -30,6 +30,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 __all__ = ["PostgresCluster", "PostgresNotAvailable", "find_bindir", "postgres_available"]
 
@@ -63,7 +64,7 @@ def find_bindir() -> Path | None:
     if initdb := shutil.which("initdb"):
         candidates.append(Path(initdb).resolve().parent)
     if pg_config := shutil.which("pg_config"):
-        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
         if result.returncode == 0:
             candidates.append(Path(result.stdout.strip()))
     for pattern in _SEARCHED:
@@ -103,7 +104,7 @@ class PostgresCluster:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> PostgresCluster:
+    def start(self) -> Self:
         """Create and start the cluster; returns self. Does nothing if already started."""
         if self.base_dir is not None:
             return self
@@ -148,7 +149,7 @@ class PostgresCluster:
             self.base_dir = None
             self.port = None
 
-    def __enter__(self) -> PostgresCluster:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -267,13 +268,11 @@ class PostgresCluster:
             psql, "-X", "-q", "-v", "ON_ERROR_STOP=1",
             "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", "postgres", "-c", sql,
         ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, env=_clean_env())
+        result = subprocess.run(command, capture_output=True, text=True, env=_clean_env(), check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{sql!r} failed: {result.stderr.strip()}")
 
-    def _run_as_server_user(
-        self, command: list[object], *, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
+    def _run_as_server_user(self, command: list[object], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
         if os.geteuid() == 0:
             account = pwd.getpwnam(OS_USER_WHEN_ROOT)
@@ -284,12 +283,12 @@ class PostgresCluster:
             text=True,
             env=_clean_env(),
             cwd=self._base(),  # the server user may not be allowed into our working directory
+            check=False,
             **kwargs,  # type: ignore[arg-type]
         )
         if check and result.returncode != 0:
             raise RuntimeError(
-                f"{Path(str(command[0])).name} failed ({result.returncode}):\n"
-                f"{result.stdout}{result.stderr}"
+                f"{Path(str(command[0])).name} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
             )
         return result
 

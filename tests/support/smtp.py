@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
@@ -67,7 +67,7 @@ class SMTPSink:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> SMTPSink:
+    def start(self) -> Self:
         """Listen (again, on the same port). Does nothing if already listening."""
         if self._controller is None:
             auth: dict[str, Any] = {}
@@ -93,7 +93,7 @@ class SMTPSink:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> SMTPSink:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -133,9 +133,7 @@ class SMTPSink:
         """
         with self._changed:
             if not self._changed.wait_for(lambda: len(self._deliveries) >= n, timeout):
-                raise TimeoutError(
-                    f"expected {n} message(s) within {timeout}s, got {len(self._deliveries)}"
-                )
+                raise TimeoutError(f"expected {n} message(s) within {timeout}s, got {len(self._deliveries)}")
             return [delivery.message for delivery in self._deliveries]
 
     async def wait_for_async(self, n: int = 1, timeout: float = 5.0) -> list[EmailMessage]:
@@ -152,9 +150,7 @@ class SMTPSink:
         if at not in _STAGES:
             raise ValueError(f"at must be one of {_STAGES}, not {at!r}")
         if message is None:
-            message = (
-                "4.3.0 Try again later (test sink)" if code < 500 else "5.7.1 Refused (test sink)"
-            )
+            message = "4.3.0 Try again later (test sink)" if code < 500 else "5.7.1 Refused (test sink)"
         with self._changed:
             self._refusal = (at, f"{code} {message}")
 

@@ -61,9 +61,7 @@ def test_created_database_accepts_asyncpg_connections_as_the_baton_superuser(clu
     url = cluster.create_database("asyncpg_check")
 
     assert url == f"postgresql+asyncpg://baton@127.0.0.1:{cluster.port}/asyncpg_check"
-    row = asyncio.run(
-        fetch(cluster.dsn("asyncpg_check", driver=None), "SELECT 1, current_database(), current_user")
-    )
+    row = asyncio.run(fetch(cluster.dsn("asyncpg_check", driver=None), "SELECT 1, current_database(), current_user"))
     assert tuple(row) == (1, "asyncpg_check", "baton")
 
 
@@ -78,8 +76,7 @@ def test_dsn_names_a_sqlalchemy_driver_or_gives_a_plain_libpq_url(cluster):
     assert plain == f"postgresql://baton@127.0.0.1:{port}/psycopg_check"
     with psycopg.connect(plain) as connection:
         encoding, collation = connection.execute(
-            "SELECT pg_encoding_to_char(encoding), datcollate FROM pg_database"
-            " WHERE datname = current_database()"
+            "SELECT pg_encoding_to_char(encoding), datcollate FROM pg_database WHERE datname = current_database()"
         ).fetchone()
     assert (encoding, collation) == ("UTF8", "C")
 

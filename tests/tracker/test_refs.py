@@ -45,10 +45,10 @@ def single_substitutions(ref):
     prefix, body = ref.split("-")
     for i, letter in enumerate(prefix):
         for other in ascii_uppercase.replace(letter, ""):
-            yield f"{prefix[:i]}{other}{prefix[i + 1:]}-{body}"
+            yield f"{prefix[:i]}{other}{prefix[i + 1 :]}-{body}"
     for i, symbol in enumerate(body):
         for other in ALPHABET.replace(symbol, ""):
-            yield f"{prefix}-{body[:i]}{other}{body[i + 1:]}"
+            yield f"{prefix}-{body[:i]}{other}{body[i + 1 :]}"
 
 
 def swapped(text, i, j):
@@ -185,7 +185,7 @@ def test_jump_transpositions_and_twin_errors_are_detected():
         j = rng.randrange(6)
         if body[j] == body[j + 1]:
             other = rng.choice(ALPHABET.replace(body[j], ""))
-            assert not is_valid(f"BAG-{body[:j]}{other * 2}{body[j + 2:]}"), base
+            assert not is_valid(f"BAG-{body[:j]}{other * 2}{body[j + 2 :]}"), base
 
 
 def test_a_baggage_reference_retyped_with_the_parcel_prefix_fails_its_check():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from tracker.db import make_engine, make_sessionmaker
 from tracker.errors import PayloadTooLarge, UnsupportedMediaType
 from tracker.web import api, health, problems
 from tracker.web.deps import Runtime
+from tracker.worker import run_loop
 
 VERSION = "0.1.0"
 
@@ -36,7 +38,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background = None
+        if settings.run_workers_in_process:
+            # Embedded mode: the watchdog and housekeeping run inside the web process.
+            background = asyncio.create_task(
+                run_loop(sessionmaker=app.state.runtime.sessionmaker, clock=clock, interval=5.0)
+            )
         yield
+        if background is not None:
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
         if owns_engine:
             await engine.dispose()
 
