@@ -204,7 +204,7 @@ async def _background_cases(
          "grace@example.com", "en", "America/Los_Angeles", "LHRLH55501", dt.timedelta(hours=30), "located"),
         ("Koffer fehlt nach LH1234 FRA-MUC", "lh", "swissport-fra", "Emmy Noether", "+4915112345678",
          "emmy@example.de", "de", "Europe/Berlin", "MUCLH77120", dt.timedelta(hours=8), "tracing"),
-        ("Damaged suitcase on UA88 EWR-FRA", "ua", "lh", "Alan Turing", "+447700900123",
+        ("Damaged suitcase on UA88 EWR-FRA", "ua", "lh", "Alan Turing", "+442079460958",
          "alan@example.co.uk", "en", "Europe/London", "FRAUA40021", dt.timedelta(days=2), "in_transit"),
     ]
     for title, owner, other, name, phone, email, locale, zone, wt, age, status in stories:
