@@ -144,8 +144,8 @@ def _print_demo(base: str, var_dir: Path, admin_token: str | None) -> None:
         return
     case = json.loads(case_file.read_text())
     token = admin_token or (token_file.read_text().strip() if token_file.exists() else "(see BATON_ADMIN_TOKEN)")
-    console.print(f"""
-[bold]Baton demo[/bold]
+    print(f"""
+Baton demo
   API docs          {base}/docs
   Demo case         {case['ref']} (WorldTracer JFKUA12345)
   Customer's link   {case['status_url']}
