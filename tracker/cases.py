@@ -10,19 +10,21 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
-import time
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from partners.models import Partner
-from tracker.casetypes import CaseTypeDef
-from tracker.chain import GENESIS, digest, event_hash
+from tracker import announce
+from tracker.casetypes import CaseTypeDef, case_type
+from tracker.chain import GENESIS
 from tracker.errors import Conflict, Forbidden, NotFound, Unprocessable
-from tracker.models import Case, CaseType, Event, ExternalRef, Handoff, Party
+from tracker.models import Case, Event, ExternalRef, Handoff, Party
 from tracker.principals import Principal
 from tracker.refs import new_ref, parse_ref
+from tracker.timeline import append_event, event_out
+from tracker.watchdog import partner_rules, schedule
 from tracker.schemas import (
     AcceptIn,
     CaseIn,
@@ -33,38 +35,17 @@ from tracker.schemas import (
     EventIn,
     EventList,
     HandoffIn,
+    HandoffList,
     HandoffOut,
     PartyIn,
     PartyOut,
     PartyPatch,
     StatusLinkOut,
+    normalize_external,
 )
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 MAX_PROMISE = dt.timedelta(days=30)
-_TYPE_CACHE_SECONDS = 30.0
-_type_cache: dict[str, tuple[float, CaseTypeDef]] = {}
-
-
-# ---------------------------------------------------------------- case types
-
-
-async def case_type(*, session: AsyncSession, code: str) -> CaseTypeDef:
-    """The parsed definition of a case type, cached briefly (types change rarely)."""
-    cached = _type_cache.get(code)
-    if cached and time.monotonic() - cached[0] < _TYPE_CACHE_SECONDS:
-        return cached[1]
-    row = await session.get(CaseType, code)
-    if row is None:
-        known = ", ".join((await session.scalars(select(CaseType.code).order_by(CaseType.code))).all())
-        raise Unprocessable(f"Unknown case type {code!r}; known types: {known}.")
-    parsed = CaseTypeDef.parse(code=row.code, prefix=row.prefix, name=row.name, definition=row.definition)
-    _type_cache[code] = (time.monotonic(), parsed)
-    return parsed
-
-
-def forget_case_types() -> None:
-    _type_cache.clear()
 
 
 def _check_status(ctype: CaseTypeDef, status: str) -> None:
@@ -109,116 +90,30 @@ async def load_case(
     return row[0], row[1]
 
 
-# ---------------------------------------------------------------- timeline
-
-
-def append_event(
-    *,
-    session: AsyncSession,
-    case: Case,
-    type: str,
-    actor: str,
-    visibility: str,
-    body: dict[str, Any],
-    now: dt.datetime,
-    occurred_at: dt.datetime | None = None,
-    partner_id: str | None = None,
-    signature: dict[str, Any] | None = None,
-) -> Event:
-    """Append one event to a case whose row the caller holds locked."""
-    seq = case.last_seq + 1
-    body_digest = digest(body)
-    occurred = occurred_at or now
-    hashed = event_hash(
-        case_ref=case.ref,
-        seq=seq,
-        type=type,
-        actor=actor,
-        partner_id=partner_id,
-        visibility=visibility,
-        occurred_at=occurred,
-        received_at=now,
-        body_digest=body_digest,
-        signature=signature,
-        prev_hash=case.last_hash,
-    )
-    event = Event(
-        case_id=case.id,
-        seq=seq,
-        type=type,
-        actor=actor,
-        partner_id=partner_id,
-        visibility=visibility,
-        occurred_at=occurred,
-        received_at=now,
-        body=body,
-        body_digest=body_digest,
-        signature=signature,
-        prev_hash=case.last_hash,
-        hash=hashed,
-    )
-    session.add(event)
-    case.last_seq = seq
-    case.last_hash = hashed
-    case.updated_at = now
-    return event
-
-
-def event_out(event: Event) -> dict[str, Any]:
-    out = dict(event.body)
-    out.update(
-        seq=event.seq,
-        type=event.type,
-        actor=event.actor,
-        visibility=event.visibility,
-        occurred_at=event.occurred_at,
-        received_at=event.received_at,
-        hash=event.hash,
-        prev_hash=event.prev_hash,
-        signed=event.signature is not None,
-        keyid=event.signature.get("keyid") if event.signature else None,
-    )
-    return out
-
-
 # ---------------------------------------------------------------- watchdog bookkeeping
 
 
-def schedule(party: Party, *, now: dt.datetime) -> None:
-    """Set when the party's next update is due: a cadence from now, or its own sooner promise."""
-    if not party.responsible or party.state == "released":
-        party.next_update_due = None
-        party.watch_at = None
-        return
-    due = now + dt.timedelta(seconds=party.cadence_seconds)
-    if party.promised_by is not None and party.promised_by < due:
-        due = party.promised_by
-    party.next_update_due = due
-    party.watch_at = due
-
-
-def _record_update(*, session: AsyncSession, case: Case, party: Party, now: dt.datetime, promised: dt.datetime | None) -> None:
+async def _record_update(
+    *, session: AsyncSession, case: Case, party: Party, now: dt.datetime, promised: dt.datetime | None
+) -> None:
+    """The party spoke: it is on track again, and its next update is due a cadence from now."""
     party.last_update_at = now
     party.promised_by = promised
     if party.state in ("late", "escalated"):
-        append_event(
-            session=session,
-            case=case,
-            type="party.back_on_track",
-            actor="system",
-            visibility="parties",
-            body={"partner": party.partner_id, "was": party.state, "overdue_since": _iso(party.overdue_since)},
-            now=now,
-            partner_id=party.partner_id,
-        )
-        party.state = "on_track"
-        party.overdue_since = None
-        party.escalated_at = None
-    schedule(party, now=now)
+        body = {"partner": party.partner_id, "was": party.state, "overdue_since": announce.stamp(party.overdue_since)}
+        append_event(session=session, case=case, type="party.back_on_track", actor="system", visibility="parties",
+                     body=body, now=now, partner_id=party.partner_id)
+        await announce.webhooks(session=session, case=case, kind="party.back_on_track",
+                                partner_ids=[party.partner_id], now=now, data=body)
+        _clear_overdue(party)
+    schedule(party, now=now, rules=await partner_rules(session, party.partner_id))
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def _clear_overdue(party: Party) -> None:
+    party.state = "on_track"
+    party.overdue_since = None
+    party.escalated_at = None
+    party.customer_told_at = None
 
 
 # ---------------------------------------------------------------- output
@@ -349,12 +244,12 @@ async def open_case(
     session.add(case)
     await session.flush()
     for kind, value in payload.external_refs.items():
-        session.add(ExternalRef(case_id=case.id, kind=kind, value=_norm_external(value)))
+        session.add(ExternalRef(case_id=case.id, kind=kind, value=normalize_external(value)))
 
     specs = list(payload.parties)
     if payload.owner not in listed:
         specs.insert(0, PartyIn(partner=payload.owner, role="owner"))
-    parties = [_new_party(case, spec, partners[spec.partner], ctype, now) for spec in specs]
+    parties = [await _new_party(session, case, spec, partners[spec.partner], ctype, now) for spec in specs]
     session.add_all(parties)
     append_event(
         session=session,
@@ -374,6 +269,10 @@ async def open_case(
         now=now,
         signature=_signature(principal),
     )
+    await announce.webhooks(
+        session=session, case=case, kind="case.opened", partner_ids=[p.partner_id for p in parties], now=now,
+        data={"parties": [{"partner": p.partner_id, "role": p.role, "responsible": p.responsible} for p in parties]},
+    )
     await session.flush()
     return case_out(case, parties, principal=principal, ctype=ctype, base_url=base_url)
 
@@ -390,11 +289,9 @@ async def _unused_ref(session: AsyncSession, prefix: str) -> str:
     raise Conflict("Could not draw an unused case reference; try again.")
 
 
-def _norm_external(value: str) -> str:
-    return "".join(value.split()).upper()
-
-
-def _new_party(case: Case, spec: PartyIn, partner: Partner, ctype: CaseTypeDef, now: dt.datetime) -> Party:
+async def _new_party(
+    session: AsyncSession, case: Case, spec: PartyIn, partner: Partner, ctype: CaseTypeDef, now: dt.datetime
+) -> Party:
     cadence = spec.cadence or dt.timedelta(seconds=partner.default_cadence_seconds) or ctype.default_cadence
     party = Party(
         case_id=case.id,
@@ -406,7 +303,7 @@ def _new_party(case: Case, spec: PartyIn, partner: Partner, ctype: CaseTypeDef, 
         joined_at=now,
         reminders_sent=0,
     )
-    schedule(party, now=now)
+    schedule(party, now=now, rules=await partner_rules(session, spec.partner))
     return party
 
 
@@ -421,9 +318,12 @@ def decode_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (ValueError, UnicodeDecodeError):
-        raise Unprocessable("Invalid cursor; pass next_cursor from the previous page unchanged.") from None
+        value = -1
+    if not 0 <= value < 2**63:
+        raise Unprocessable("Invalid cursor; pass next_cursor from the previous page unchanged.")
+    return value
 
 
 async def list_cases(
@@ -469,7 +369,7 @@ def _text_filter(text: str, *, staff: bool) -> Any:
     text = text.strip()
     parsed = parse_ref(text)
     clauses = [
-        Case.id.in_(select(ExternalRef.case_id).where(ExternalRef.value == _norm_external(text))),
+        Case.id.in_(select(ExternalRef.case_id).where(ExternalRef.value == normalize_external(text))),
         func.lower(Case.title).contains(text.lower(), autoescape=True),
     ]
     if parsed is not None:
@@ -538,7 +438,7 @@ async def post_update(
     if payload.status is not None:
         case.status = payload.status
     if party is not None and party.state != "released":
-        _record_update(session=session, case=case, party=party, now=now, promised=promised)
+        await _record_update(session=session, case=case, party=party, now=now, promised=promised)
     await session.flush()
     return event_out(event)
 
@@ -574,7 +474,7 @@ async def add_party(
     if taken is not None:
         raise Conflict(f"{payload.partner} is already a party to {case.ref}; PATCH it instead.")
     ctype = await case_type(session=session, code=case.type)
-    party = _new_party(case, payload, partner, ctype, now)
+    party = await _new_party(session, case, payload, partner, ctype, now)
     session.add(party)
     append_event(
         session=session,
@@ -587,6 +487,11 @@ async def add_party(
               "cadence_seconds": party.cadence_seconds},
         now=now,
         signature=_signature(principal),
+    )
+    await announce.webhooks(
+        session=session, case=case, kind="party.added", partner_ids=[party.partner_id], now=now,
+        data={"party": {"partner": party.partner_id, "role": party.role, "responsible": party.responsible,
+                        "next_update_due": announce.stamp(party.next_update_due)}},
     )
     await session.flush()
     return party_out(party)
@@ -602,7 +507,7 @@ async def _party_of(session: AsyncSession, case: Case, partner_id: str) -> Party
 async def patch_party(
     *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, payload: PartyPatch, now: dt.datetime
 ) -> PartyOut:
-    """Change a party's role, cadence or responsibility, or release it."""
+    """Change a party's role, cadence or responsibility, or release it (or bring it back)."""
     case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     _require_owner_or_staff(principal, case)
     _require_open(case)
@@ -610,29 +515,29 @@ async def patch_party(
     changes = payload.model_dump(mode="json", exclude_none=True)
     if not changes:
         raise Unprocessable("Nothing to change: give role, responsible, cadence or released.")
-    if party.state == "released" and not payload.released is False and payload.responsible:
-        raise Conflict(f"{partner_id} was released; set released=false to bring it back.")
     if payload.role is not None:
         party.role = payload.role
     if payload.cadence is not None:
         party.cadence_seconds = int(payload.cadence.total_seconds())
     if payload.released:
-        party.state = "released"
-        party.responsible = False
         party.released_at = now
-        party.overdue_since = party.escalated_at = None
+        party.responsible = False
+        _clear_overdue(party)
+        party.state = "released"
     elif payload.released is False and party.state == "released":
-        party.state = "on_track"
         party.released_at = None
+        party.state = "on_track"
     if payload.responsible is not None:
+        if payload.responsible and party.state == "released":
+            raise Conflict(f"{partner_id} was released; send released=false to bring it back.")
         party.responsible = payload.responsible
-    if payload.responsible or payload.cadence is not None or payload.released is not None:
-        if party.state != "late" and party.state != "escalated":
-            schedule(party, now=now)
-    if party.responsible is False:
-        party.watch_at = party.next_update_due = None
-        if party.state in ("late", "escalated"):
-            party.state, party.overdue_since, party.escalated_at = "on_track", None, None
+        if not party.responsible and party.state in ("late", "escalated"):
+            _clear_overdue(party)
+    if party.state == "on_track":
+        # A new cadence or responsibility counts from now; a late party keeps its overdue clock.
+        schedule(party, now=now, rules=await partner_rules(session, party.partner_id))
+    elif party.state == "released":
+        schedule(party, now=now, rules=await partner_rules(session, party.partner_id))
     append_event(
         session=session,
         case=case,
@@ -684,7 +589,9 @@ async def request_handoff(
             raise Forbidden("Only the responsible party (or staff) may hand off custody.")
         sender = principal.partner_id
     if sender is not None:
-        await _party_of(session, case, sender)
+        known = await session.scalar(select(Party.id).where(Party.case_id == case.id, Party.partner_id == sender))
+        if known is None:
+            raise Unprocessable(f"{sender!r} (from) is not a party to {case.ref}.")
     receiver = await session.scalar(
         select(Party).where(Party.case_id == case.id, Party.partner_id == payload.to)
     )
@@ -713,9 +620,13 @@ async def request_handoff(
         partner_id=principal.partner_id,
         visibility="parties",
         body={"handoff": handoff.id, "from": sender, "to": payload.to, "note": payload.note,
-              "accept_by": handoff.accept_by.isoformat()},
+              "accept_by": announce.stamp(handoff.accept_by)},
         now=now,
         signature=_signature(principal),
+    )
+    await announce.webhooks(
+        session=session, case=case, kind="handoff.requested", partner_ids=[payload.to], now=now,
+        data={"handoff": handoff_out(handoff).model_dump(mode="json", by_alias=True)},
     )
     await session.flush()
     return handoff_out(handoff)
@@ -738,16 +649,16 @@ async def accept_handoff(
     handoff.accepted_at = now
     receiver = await _party_of(session, case, handoff.to_partner_id)
     receiver.responsible = True
-    if receiver.state in ("late", "escalated") and receiver.overdue_since is not None:
-        receiver.state, receiver.overdue_since, receiver.escalated_at = "on_track", None, None
+    if receiver.state in ("late", "escalated"):
+        _clear_overdue(receiver)
     receiver.last_update_at = now
-    schedule(receiver, now=now)
+    schedule(receiver, now=now, rules=await partner_rules(session, receiver.partner_id))
     if handoff.from_partner_id:
         sender = await _party_of(session, case, handoff.from_partner_id)
         sender.responsible = False
-        sender.state = "on_track" if sender.state != "released" else sender.state
-        sender.overdue_since = sender.escalated_at = None
-        schedule(sender, now=now)
+        if sender.state in ("late", "escalated"):
+            _clear_overdue(sender)
+        schedule(sender, now=now, rules=await partner_rules(session, sender.partner_id))
     append_event(
         session=session,
         case=case,
@@ -760,14 +671,19 @@ async def accept_handoff(
         now=now,
         signature=_signature(principal),
     )
+    await announce.webhooks(
+        session=session, case=case, kind="handoff.accepted",
+        partner_ids=[p for p in (handoff.from_partner_id, handoff.to_partner_id) if p], now=now,
+        data={"handoff": handoff_out(handoff).model_dump(mode="json", by_alias=True)},
+    )
     await session.flush()
     return handoff_out(handoff)
 
 
-async def list_handoffs(*, session: AsyncSession, principal: Principal, ref: str) -> list[HandoffOut]:
+async def list_handoffs(*, session: AsyncSession, principal: Principal, ref: str) -> HandoffList:
     case, _ = await load_case(session=session, principal=principal, ref=ref)
     rows = await session.scalars(select(Handoff).where(Handoff.case_id == case.id).order_by(Handoff.id))
-    return [handoff_out(h) for h in rows]
+    return HandoffList(items=[handoff_out(h) for h in rows])
 
 
 # ---------------------------------------------------------------- close and status link
@@ -793,7 +709,7 @@ async def close_case(
     for party in parties:
         party.watch_at = party.next_update_due = None
         if party.state in ("late", "escalated"):
-            party.state, party.overdue_since, party.escalated_at = "on_track", None, None
+            _clear_overdue(party)
     body: dict[str, Any] = {"status": status, "resolution": payload.resolution}
     if payload.message:
         body["message"] = payload.message
@@ -808,6 +724,8 @@ async def close_case(
         now=now,
         signature=_signature(principal),
     )
+    await announce.webhooks(session=session, case=case, kind="case.closed",
+                            partner_ids=[p.partner_id for p in parties], now=now, data=body)
     await session.flush()
     return case_out(case, parties, principal=principal, ctype=ctype, base_url=base_url)
 
@@ -816,8 +734,8 @@ async def rotate_status_link(
     *, session: AsyncSession, principal: Principal, ref: str, now: dt.datetime, base_url: str
 ) -> StatusLinkOut:
     """Issue a new status link; the old one stops working at once."""
-    principal.require_staff("agent")
     case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    principal.require_staff("agent")
     token = new_status_token()
     case.status_token = token
     case.status_token_locator = token[:8]

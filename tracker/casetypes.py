@@ -12,10 +12,16 @@ A definition holds:
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from tracker.durations import parse_duration
+from tracker.errors import Unprocessable
+from tracker.models import CaseType
 
 
 def _s(code: str, en: str, de: str, fr: str, es: str, *, notify: bool = True, terminal: bool = False) -> dict:
@@ -130,3 +136,27 @@ class CaseTypeDef:
     def label(self, status: str, locale: str) -> str:
         labels = self.statuses.get(status, {}).get("labels", {})
         return labels.get(locale) or labels.get("en") or status
+
+
+# ---------------------------------------------------------------- the registry (types are rows)
+
+_TYPE_CACHE_SECONDS = 30.0
+_type_cache: dict[str, tuple[float, CaseTypeDef]] = {}
+
+
+async def case_type(*, session: AsyncSession, code: str) -> CaseTypeDef:
+    """The parsed definition of a case type, cached briefly (types change rarely)."""
+    cached = _type_cache.get(code)
+    if cached and time.monotonic() - cached[0] < _TYPE_CACHE_SECONDS:
+        return cached[1]
+    row = await session.get(CaseType, code)
+    if row is None:
+        known = ", ".join((await session.scalars(select(CaseType.code).order_by(CaseType.code))).all())
+        raise Unprocessable(f"Unknown case type {code!r}; known types: {known}.")
+    parsed = CaseTypeDef.parse(code=row.code, prefix=row.prefix, name=row.name, definition=row.definition)
+    _type_cache[code] = (time.monotonic(), parsed)
+    return parsed
+
+
+def forget_case_types() -> None:
+    _type_cache.clear()

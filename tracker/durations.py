@@ -1,6 +1,6 @@
 """ISO 8601 durations (``PT6H``, ``P21D``) as used throughout the API.
 
-Only days, hours, minutes and seconds (and weeks) are accepted: months and years have no fixed
+Only weeks, days, hours, minutes and whole seconds are accepted: months and years have no fixed
 length, and a cadence of "P1M" would be ambiguous.
 """
 
@@ -20,15 +20,20 @@ MAX = dt.timedelta(days=366)
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    match = _PATTERN.match(text.strip().upper()) if isinstance(text, str) else None
+    match = _PATTERN.match(text.strip().upper()) if isinstance(text, str) and len(text) < 40 else None
     if not match:
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT6H or P2DT12H")
     parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    value = dt.timedelta(**parts)
-    if value <= dt.timedelta(0):
-        raise ValueError("the duration must be positive")
+    try:
+        value = dt.timedelta(**parts)
+    except OverflowError:
+        raise ValueError("the duration must be at most a year") from None
     if value > MAX:
         raise ValueError("the duration must be at most a year")
+    if value <= dt.timedelta(0):
+        raise ValueError("the duration must be positive")
+    if value < dt.timedelta(seconds=1) or value.microseconds:
+        raise ValueError("the duration must be a whole number of seconds, at least PT1S")
     return value
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+import notifications.models  # noqa: F401  (registers the outbox on the shared metadata)
 import partners.models  # noqa: F401  (registers partners.* tables on the shared metadata)
 from tracker.db import Base, BigID, JSONType, UTCDateTime
 
@@ -51,7 +52,8 @@ class Case(Base):
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     resolution: Mapped[str | None] = mapped_column(Text)
-    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    deadline_passed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     satisfaction: Mapped[str | None] = mapped_column(String(20))
     satisfaction_comment: Mapped[str | None] = mapped_column(Text)
     satisfaction_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -92,6 +94,7 @@ class Party(Base):
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     last_nudged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    customer_told_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # When the watchdog must next look at this party; NULL when nothing can become due.
     watch_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -112,6 +115,8 @@ class Handoff(Base):
     accept_by: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     flagged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_handoffs_state_accept_by", "state", "accept_by"),)
 
 
 class Event(Base):
@@ -135,7 +140,10 @@ class Event(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "seq"),
+        Index("ix_events_partner_id_type_received_at", "partner_id", "type", "received_at"),
+    )
 
 
 class StaffToken(Base):

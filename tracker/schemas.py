@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tracker.durations import Duration
-from tracker.validation import email_address, phone_number
+from tracker.validation import email_address, instant, phone_number, time_zone
+
+Instant = Annotated[AwareDatetime, AfterValidator(instant)]
 
 Visibility = Literal["public", "parties", "internal"]
 PartyState = Literal["on_track", "late", "escalated", "released"]
@@ -39,11 +40,7 @@ class CustomerIn(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as America/New_York)") from None
-        return value
+        return time_zone(value)
 
 
 class PartyIn(BaseModel):
@@ -70,9 +67,15 @@ class CaseIn(BaseModel):
         if len(value) > 20:
             raise ValueError("at most 20 external references")
         for kind, ref in value.items():
-            if not (1 <= len(kind) <= 40) or not (1 <= len(ref) <= 100):
+            # Stored normalized (no spaces, upper case), and upper-casing can lengthen text ("ß" -> "SS").
+            if not (1 <= len(kind) <= 40) or not (1 <= len(normalize_external(ref)) <= 100):
                 raise ValueError("external reference kinds are 1-40 characters, values 1-100")
         return value
+
+
+def normalize_external(value: str) -> str:
+    """External references are matched without spaces and case: "jfkua 12345" finds JFKUA12345."""
+    return "".join(value.split()).upper()
 
 
 class PartyOut(BaseModel):
@@ -131,9 +134,9 @@ class EventIn(BaseModel):
     message: str | None = Field(default=None, max_length=2000, description="Shown to the customer.")
     internal_note: str | None = Field(default=None, max_length=8000, description="Never shown to the customer.")
     location: str | None = Field(default=None, max_length=100)
-    eta: AwareDatetime | None = None
-    occurred_at: AwareDatetime | None = None
-    next_update_by: AwareDatetime | None = Field(default=None, description="A promise to update by then.")
+    eta: Instant | None = None
+    occurred_at: Instant | None = None
+    next_update_by: Instant | None = Field(default=None, description="A promise to update by then.")
     visibility: Visibility | None = Field(
         default=None, description="Default: public when there is a message or a notified status, else parties."
     )
@@ -202,6 +205,11 @@ class CloseIn(BaseModel):
     resolution: str = Field(min_length=1, max_length=2000)
     status: str | None = Field(default=None, description="A terminal status; default 'closed'.")
     message: str | None = Field(default=None, max_length=2000, description="Shown to the customer.")
+
+
+class HandoffList(BaseModel):
+    items: list[HandoffOut]
+    next_cursor: str | None = None
 
 
 class StatusLinkOut(BaseModel):

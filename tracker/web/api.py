@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from partners import service as partners
 from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut
@@ -18,6 +18,7 @@ from tracker.schemas import (
     EventList,
     EventOut,
     HandoffIn,
+    HandoffList,
     HandoffOut,
     PartyIn,
     PartyOut,
@@ -185,8 +186,8 @@ async def update_case_party(ref: str, partner_id: str, payload: PartyPatch, ctx:
     )
 
 
-@router.get("/cases/{ref}/handoffs", response_model=list[HandoffOut], tags=["handoffs"])
-async def list_case_handoffs(ref: str, ctx: Ctx = Depends(caller)) -> list[HandoffOut]:
+@router.get("/cases/{ref}/handoffs", response_model=HandoffList, tags=["handoffs"])
+async def list_case_handoffs(ref: str, ctx: Ctx = Depends(caller)) -> HandoffList:
     return await cases.list_handoffs(session=ctx.session, principal=ctx.principal, ref=ref)
 
 
@@ -204,7 +205,9 @@ async def request_case_handoff(ref: str, payload: HandoffIn, ctx: Ctx = Depends(
 @router.post(
     "/cases/{ref}/handoffs/{handoff_id}/accept", response_model=HandoffOut, openapi_extra=IDEMPOTENCY, tags=["handoffs"]
 )
-async def accept_case_handoff(ref: str, handoff_id: int, payload: AcceptIn, ctx: Ctx = Depends(caller)) -> Response:
+async def accept_case_handoff(
+    ref: str, payload: AcceptIn, handoff_id: int = Path(ge=1, le=2**63 - 1), ctx: Ctx = Depends(caller)
+) -> Response:
     return await ctx.write(
         lambda: cases.accept_handoff(
             session=ctx.session, principal=ctx.principal, ref=ref, handoff_id=handoff_id, payload=payload, now=ctx.now()

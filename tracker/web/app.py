@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tracker.clock import Clock, SystemClock
 from tracker.config import Settings, get_settings
 from tracker.db import make_engine, make_sessionmaker
-from tracker.errors import PayloadTooLarge, UnsupportedMediaType
+from tracker.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from tracker.web import api, health, problems
 from tracker.web.deps import Runtime
 from tracker.worker import run_loop
@@ -69,44 +69,69 @@ def create_app(
 
 
 class BodyLimitMiddleware:
-    """Refuse oversized bodies before they are read, and non-JSON bodies on the JSON API."""
+    """Read request bodies whole (they are small) before the app sees them.
+
+    1. A declared Content-Length over the limit is refused before anything is read.
+    2. The JSON API takes only JSON bodies (415 otherwise).
+    3. The body is read up to the limit (413 past it, chunked or not), then replayed to the app.
+    4. NUL characters, in the body or the URL, are refused: PostgreSQL cannot store them, and no
+       legitimate text contains them.
+    """
 
     def __init__(self, app: Any, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
+            await _send_problem(send, BadRequest("NUL characters are not allowed in URLs."))
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
-        try:
-            declared = int(length) if length is not None else None
-        except ValueError:
-            declared = None
+        declared = int(length) if length and length.isdigit() else None
         if declared is not None and declared > self.max_bytes:
             await _send_problem(send, PayloadTooLarge(f"The body is over {self.max_bytes // 1024} KiB."))
             return
-        has_body = declared is None and "transfer-encoding" in headers or (declared or 0) > 0
+        has_body = (declared or 0) > 0 or (declared is None and "transfer-encoding" in headers)
         if has_body and scope["path"].startswith("/v1/"):
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json" and not ctype.endswith("+json"):
                 await _send_problem(send, UnsupportedMediaType("Send the body as application/json."))
                 return
-        seen = 0
-        limit = self.max_bytes
-
-        async def limited_receive() -> dict:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise PayloadTooLarge(f"The body is over {limit // 1024} KiB.")
-            return message
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_problem(send, PayloadTooLarge(f"The body is over {self.max_bytes // 1024} KiB."))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if b"\\u0000" in body or b"\x00" in body:
+            await _send_problem(send, BadRequest("NUL characters are not allowed in the body."))
+            return
+        replayed = False
 
-        await self.app(scope, limited_receive, send)
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 async def _send_problem(send: Any, error: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracker.errors import BatonError, MalformedJSON, TooManyRequests, Unauthorized, Unprocessable
@@ -51,11 +52,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's answer to a body that is not UTF-8 or nests beyond the parser's limit.
+            return problem_response(MalformedJSON("The body is not valid JSON (not UTF-8, or nested too deeply)."))
         error = BatonError(str(exc.detail))
         error.status = exc.status_code
         error.slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         error.title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         return problem_response(error)
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the validators let through: the client's input, not our fault.
+        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem_response(Unprocessable("A value in the request cannot be stored (out of range or invalid)."))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,0 +1,1 @@
+"""The outbox and its senders: partner webhooks, SMS through Twilio, email over SMTP."""

@@ -1,0 +1,224 @@
+"""The dispatcher: claims due outbox rows, sends them, records what happened.
+
+1. Claim: one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`` marks up to
+   ``batch`` due rows ``sending``, counts the attempt, and moves their next attempt one lease
+   ahead. The claim commits before anything is sent, so a process that dies mid-batch leaves
+   rows that become due again when the lease runs out: nothing acknowledged is lost.
+2. Send: concurrently, bounded by ``concurrency``, each through its channel's transport.
+3. Record: in one transaction, each row conditionally on still being ``sending`` with the same
+   attempt count (a row reclaimed after a lease expiry is not overwritten). Transient failures
+   move the next attempt forward on the retry schedule with jitter; past the schedule the row
+   is dead-lettered. Permanent failures fail at once and may fall back to another channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from notifications.models import Notification
+from notifications.transports import Outgoing, Sent, Transport, TransportError
+from partners.models import Partner
+from tracker.clock import Clock
+
+log = logging.getLogger("baton.dispatcher")
+
+# Standard Webhooks' recommended schedule: about 27.6 hours in all before dead-lettering.
+RETRY_SCHEDULE = (
+    dt.timedelta(seconds=5),
+    dt.timedelta(minutes=5),
+    dt.timedelta(minutes=30),
+    dt.timedelta(hours=2),
+    dt.timedelta(hours=5),
+    dt.timedelta(hours=10),
+    dt.timedelta(hours=10),
+)
+LEASE = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    row: Notification
+    sent: Sent | None = None
+    error: TransportError | None = None
+    logged: bool = False
+
+
+# Called in the recording transaction after a permanent failure (customer channel fallback).
+FailureHook = Callable[[AsyncSession, Notification, TransportError, dt.datetime], Awaitable[None]]
+# Renders rows whose content is produced at send time (customer messages with the latest state).
+Renderer = Callable[[AsyncSession, Sequence[Notification], dt.datetime], Awaitable[dict[int, Outgoing | None]]]
+
+
+def retry_delay(attempts: int, *, rng: random.Random | None = None) -> dt.timedelta | None:
+    """Delay before the next attempt after ``attempts`` failed ones; None once the schedule is spent."""
+    if attempts > len(RETRY_SCHEDULE):
+        return None
+    base = RETRY_SCHEDULE[attempts - 1]
+    jitter = (rng or random).uniform(0.8, 1.2)
+    return base * jitter
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        transports: dict[str, Transport],
+        batch: int = 200,
+        concurrency: int = 32,
+        on_permanent_failure: FailureHook | None = None,
+        renderer: Renderer | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.transports = transports
+        self.batch = batch
+        self.concurrency = concurrency
+        self.on_permanent_failure = on_permanent_failure
+        self.renderer = renderer
+
+    async def run_once(self) -> int:
+        """One batch: claim, send, record. Returns how many rows were handled."""
+        now = self.clock.now()
+        async with self.sessionmaker() as session:
+            rows = await self._claim(session, now)
+            if not rows:
+                await session.commit()
+                return 0
+            outgoing = await self._prepare(session, rows, now)
+            await session.commit()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def attempt(row: Notification) -> Outcome:
+            message = outgoing.get(row.id)
+            if message is None:
+                return Outcome(row, error=TransportError("nothing to send", permanent=True))
+            transport = self.transports.get(row.channel)
+            if transport is None:
+                return Outcome(row, logged=True)
+            async with gate:
+                try:
+                    return Outcome(row, sent=await transport.send(message))
+                except TransportError as exc:
+                    return Outcome(row, error=exc)
+                except Exception as exc:  # a bug in a transport must not lose the row
+                    log.exception("transport %s crashed on notification %s", row.channel, row.id)
+                    return Outcome(row, error=TransportError(f"internal error: {type(exc).__name__}"))
+
+        outcomes = await asyncio.gather(*(attempt(row) for row in rows))
+        async with self.sessionmaker() as session:
+            for outcome in outcomes:
+                await self._record(session, outcome, self.clock.now())
+            await session.commit()
+        return len(rows)
+
+    async def drain(self, *, max_batches: int = 1000) -> int:
+        """Run batches until nothing is due (tests and the benchmark use this)."""
+        total = 0
+        for _ in range(max_batches):
+            handled = await self.run_once()
+            total += handled
+            if handled == 0:
+                break
+        return total
+
+    async def _claim(self, session: AsyncSession, now: dt.datetime) -> list[Notification]:
+        due = (
+            select(Notification.id)
+            .where(Notification.state.in_(("pending", "sending")), Notification.next_attempt_at <= now)
+            .order_by(Notification.next_attempt_at)
+            .limit(self.batch)
+        )
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        claim = (
+            update(Notification)
+            .where(Notification.id.in_(due.scalar_subquery()))
+            .values(state="sending", attempts=Notification.attempts + 1, next_attempt_at=now + LEASE, updated_at=now)
+            .returning(Notification)
+            .execution_options(synchronize_session=False)
+        )
+        return list((await session.scalars(claim)).all())
+
+    async def _prepare(self, session: AsyncSession, rows: list[Notification], now: dt.datetime) -> dict[int, Outgoing | None]:
+        prepared: dict[int, Outgoing | None] = {}
+        partner_ids = {r.partner_id for r in rows if r.channel == "webhook" and r.partner_id}
+        secrets: dict[str, str | None] = {}
+        if partner_ids:
+            result = await session.execute(select(Partner.id, Partner.webhook_secret).where(Partner.id.in_(partner_ids)))
+            secrets = {pid: secret for pid, secret in result.all()}
+        deferred = [r for r in rows if r.body_text is None and r.channel != "webhook"]
+        if deferred and self.renderer is not None:
+            prepared.update(await self.renderer(session, deferred, now))
+        for row in rows:
+            if row.id in prepared:
+                continue
+            prepared[row.id] = Outgoing(
+                id=row.id,
+                channel=row.channel,
+                kind=row.kind,
+                recipient=row.recipient,
+                message_id=row.message_id,
+                subject=row.subject,
+                body_text=row.body_text,
+                body_html=row.body_html,
+                payload=row.payload,
+                secret=secrets.get(row.partner_id or "") if row.channel == "webhook" else None,
+                headers=(row.payload or {}).get("headers") if row.channel == "email" else None,
+            )
+        return prepared
+
+    async def _record(self, session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
+        row = outcome.row
+        values: dict[str, object] = {"updated_at": now}
+        if outcome.logged:
+            values.update(state="logged", next_attempt_at=None)
+        elif outcome.sent is not None:
+            values.update(
+                state="delivered" if outcome.sent.delivered else "sent",
+                sent_at=now,
+                delivered_at=now if outcome.sent.delivered else None,
+                provider_id=outcome.sent.provider_id,
+                next_attempt_at=None,
+                last_error=None,
+            )
+        else:
+            error = outcome.error or TransportError("unknown failure")
+            delay = None if error.permanent else retry_delay(row.attempts)
+            if delay is None:
+                values.update(state="failed" if error.permanent else "dead", next_attempt_at=None)
+            else:
+                values.update(state="pending", next_attempt_at=now + delay)
+            values["last_error"] = str(error)[:1000]
+        result = await session.execute(
+            update(Notification)
+            .where(Notification.id == row.id, Notification.state == "sending", Notification.attempts == row.attempts)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            log.warning("notification %s was reclaimed while being sent; its outcome is kept by the other run", row.id)
+            return
+        if outcome.error is not None and outcome.error.permanent and self.on_permanent_failure is not None:
+            await self.on_permanent_failure(session, row, outcome.error, now)
+
+
+async def resend(*, session: AsyncSession, notification_id: int, now: dt.datetime) -> Notification | None:
+    """Put a dead or failed row back in the queue with a fresh retry schedule (staff action)."""
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.state.in_(("dead", "failed")))
+        .values(state="pending", attempts=0, next_attempt_at=now, updated_at=now, last_error=None)
+        .returning(Notification)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one_or_none()

@@ -1,0 +1,342 @@
+"""The watchdog: catches the partner that goes silent, reminds it, escalates it.
+
+A responsible party's ``watch_at`` says when the watchdog must next look at it:
+
+    on_track   watch_at = next_update_due  (a cadence of business time after its last update,
+                                            or its own sooner ``next_update_by`` promise)
+    late       watch_at = when it escalates (one more cadence, or the configured threshold)
+    escalated  watch_at = NULL             (it heads the queue until it updates)
+
+The sweep (``sweep``) touches only rows whose ``watch_at`` has passed (indexed), locks their
+cases with ``FOR UPDATE SKIP LOCKED`` (the case row is the one lock every writer of a case
+takes first, so workers and requests never deadlock), moves each party one step, and commits
+in batches. Every step moves ``watch_at`` forward or clears it, so running the sweep twice at
+the same instant changes nothing the second time, and two workers never flag a party twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from partners.models import Partner
+from tracker import announce
+from tracker.calendars import BusinessCalendar, add_business_time
+from tracker.casetypes import CaseTypeDef
+from tracker.clock import Clock
+from tracker.durations import format_duration
+from tracker.errors import Conflict, TooManyRequests
+from tracker.models import Case, Handoff, Party
+
+_RULES_CACHE_SECONDS = 30.0
+_rules_cache: dict[str, tuple[float, PartnerRules]] = {}
+NUDGE_INTERVAL = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerRules:
+    partner_id: str
+    name: str
+    calendar: BusinessCalendar | None
+    escalate_after: dt.timedelta | None
+
+
+async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
+    """A partner's calendar and escalation threshold, cached briefly (they change rarely)."""
+    cached = _rules_cache.get(partner_id)
+    if cached and time.monotonic() - cached[0] < _RULES_CACHE_SECONDS:
+        return cached[1]
+    row = (
+        await session.execute(
+            select(Partner.name, Partner.calendar, Partner.timezone, Partner.escalate_after_seconds).where(
+                Partner.id == partner_id
+            )
+        )
+    ).one()
+    rules = PartnerRules(
+        partner_id=partner_id,
+        name=row.name,
+        calendar=BusinessCalendar.from_json(row.calendar, default_timezone=row.timezone),
+        escalate_after=dt.timedelta(seconds=row.escalate_after_seconds) if row.escalate_after_seconds else None,
+    )
+    _rules_cache[partner_id] = (time.monotonic(), rules)
+    return rules
+
+
+def forget_partner_rules(partner_id: str | None = None) -> None:
+    if partner_id is None:
+        _rules_cache.clear()
+    else:
+        _rules_cache.pop(partner_id, None)
+
+
+def schedule(party: Party, *, now: dt.datetime, rules: PartnerRules) -> None:
+    """Set when the party's next update is due: a cadence of business time from now, or its own sooner promise."""
+    if not party.responsible or party.state == "released":
+        party.next_update_due = None
+        party.watch_at = None
+        return
+    due = add_business_time(now, dt.timedelta(seconds=party.cadence_seconds), rules.calendar)
+    if party.promised_by is not None and party.promised_by < due:
+        due = party.promised_by
+    party.next_update_due = due
+    party.watch_at = due
+
+
+def escalation_due(party: Party, *, overdue_since: dt.datetime, rules: PartnerRules, ctype: CaseTypeDef) -> dt.datetime:
+    threshold = rules.escalate_after or ctype.escalate_after or dt.timedelta(seconds=party.cadence_seconds)
+    return add_business_time(overdue_since, threshold, rules.calendar)
+
+
+@dataclass
+class SweepResult:
+    late: int = 0
+    escalated: int = 0
+    handoffs_flagged: int = 0
+    deadlines: int = 0
+    visited: int = 0
+    touched_cases: set[int] = field(default_factory=set)
+
+    def total(self) -> int:
+        return self.late + self.escalated + self.handoffs_flagged + self.deadlines
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogConfig:
+    supervisors_email: str | None = None
+    batch: int = 500
+
+
+class Watchdog:
+    def __init__(self, *, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, config: WatchdogConfig) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.config = config
+
+    async def sweep(self) -> SweepResult:
+        """One full sweep at the clock's current instant, in batches of ``config.batch``."""
+        now = self.clock.now()
+        result = SweepResult()
+        for step in (self._parties_batch, self._handoffs_batch, self._deadlines_batch):
+            for _ in range(10_000):
+                async with self.sessionmaker() as session:
+                    handled = await step(session, now, result)
+                    await session.commit()
+                if handled < self.config.batch:
+                    break
+        return result
+
+    # -------------------------------------------------------------- parties
+
+    async def _parties_batch(self, session: AsyncSession, now: dt.datetime, result: SweepResult) -> int:
+        query = (
+            select(Party, Case)
+            .join(Case, Case.id == Party.case_id)
+            .where(Party.watch_at <= now)
+            .order_by(Party.watch_at)
+            .limit(self.config.batch)
+        )
+        rows = (await session.execute(_locked(session, query))).all()
+        for party, case in rows:
+            result.visited += 1
+            await self._visit(session, party, case, now, result)
+        await session.flush()
+        return len(rows)
+
+    async def _visit(self, session: AsyncSession, party: Party, case: Case, now: dt.datetime, result: SweepResult) -> None:
+        from tracker.cases import append_event, case_type
+
+        if case.closed_at is not None or party.state == "released":
+            party.watch_at = None
+            return
+        watching_handoff = party.state in ("late", "escalated")
+        if not party.responsible and not watching_handoff:
+            party.watch_at = None
+            return
+        rules = await partner_rules(session, party.partner_id)
+        ctype = await case_type(session=session, code=case.type)
+        partner = await session.get(Partner, party.partner_id)
+        assert partner is not None
+        if party.state == "on_track":
+            due = party.next_update_due
+            if due is None or due > now:
+                party.watch_at = due
+                return
+            party.state = "late"
+            party.overdue_since = due
+            party.reminders_sent += 1
+            party.watch_at = escalation_due(party, overdue_since=due, rules=rules, ctype=ctype)
+            await self._announce_late(session, case, party, partner, now, reason="update")
+            result.late += 1
+        elif party.state == "late":
+            party.state = "escalated"
+            party.escalated_at = now
+            party.watch_at = None
+            body = {"partner": party.partner_id, "partner_name": partner.name, "role": party.role,
+                    "overdue_since": announce.stamp(party.overdue_since), "reminders_sent": party.reminders_sent}
+            append_event(session=session, case=case, type="party.escalated", actor="system", visibility="parties",
+                         body=body, now=now, partner_id=party.partner_id)
+            key = f"escalated:{party.id}:{announce.stamp(party.overdue_since)}"
+            await announce.webhooks(session=session, case=case, kind="party.escalated", partner_ids=[party.partner_id],
+                                    now=now, data=body, dedupe_key=key)
+            await announce.supervisors_email(
+                session=session, case=case, kind="party.escalated", address=self.config.supervisors_email,
+                partner=partner, now=now, dedupe_key=key, context=self._context(party, partner),
+            )
+            result.escalated += 1
+        else:
+            party.watch_at = None
+        result.touched_cases.add(case.id)
+
+    async def _announce_late(
+        self, session: AsyncSession, case: Case, party: Party, partner: Partner, now: dt.datetime, *,
+        reason: str, handoff_id: int | None = None,
+    ) -> None:
+        from tracker.cases import append_event
+
+        body = {"partner": party.partner_id, "partner_name": partner.name, "role": party.role, "reason": reason,
+                "overdue_since": announce.stamp(party.overdue_since), "escalates_at": announce.stamp(party.watch_at)}
+        if handoff_id is not None:
+            body["handoff"] = handoff_id
+        append_event(session=session, case=case, type="party.late", actor="system", visibility="parties",
+                     body=body, now=now, partner_id=party.partner_id)
+        key = f"late:{party.id}:{announce.stamp(party.overdue_since)}"
+        await announce.webhooks(session=session, case=case, kind="party.late", partner_ids=[party.partner_id],
+                                now=now, data=body, dedupe_key=key)
+        await announce.partner_email(session=session, case=case, kind="party.late", partner=partner, now=now,
+                                     dedupe_key=key, context={**self._context(party, partner), "handoff_id": handoff_id})
+
+    @staticmethod
+    def _context(party: Party, partner: Partner) -> dict[str, object]:
+        return {
+            "role": party.role,
+            "partner_id": partner.id,
+            "ops_contact": partner.ops_email or partner.ops_phone,
+            "cadence": format_duration(party.cadence_seconds),
+            "due_at": _human(party.overdue_since),
+            "escalate_at": _human(party.watch_at),
+            "last_update_at": _human(party.last_update_at),
+            "reminders_sent": party.reminders_sent,
+        }
+
+    # -------------------------------------------------------------- handoffs
+
+    async def _handoffs_batch(self, session: AsyncSession, now: dt.datetime, result: SweepResult) -> int:
+        from tracker.cases import append_event, case_type
+
+        query = (
+            select(Handoff, Case)
+            .join(Case, Case.id == Handoff.case_id)
+            .where(Handoff.state == "requested", Handoff.accept_by <= now, Handoff.flagged_at.is_(None))
+            .order_by(Handoff.accept_by)
+            .limit(self.config.batch)
+        )
+        rows = (await session.execute(_locked(session, query))).all()
+        for handoff, case in rows:
+            handoff.flagged_at = now
+            if case.closed_at is not None:
+                continue
+            receiver = await session.scalar(
+                select(Party).where(and_(Party.case_id == case.id, Party.partner_id == handoff.to_partner_id))
+            )
+            partner = await session.get(Partner, handoff.to_partner_id)
+            if receiver is None or partner is None or receiver.state == "released":
+                continue
+            append_event(session=session, case=case, type="handoff.overdue", actor="system", visibility="parties",
+                         body={"handoff": handoff.id, "from": handoff.from_partner_id, "to": handoff.to_partner_id,
+                               "accept_by": announce.stamp(handoff.accept_by)},
+                         now=now, partner_id=handoff.to_partner_id)
+            if receiver.state == "on_track":
+                rules = await partner_rules(session, receiver.partner_id)
+                ctype = await case_type(session=session, code=case.type)
+                receiver.state = "late"
+                receiver.overdue_since = handoff.accept_by
+                receiver.reminders_sent += 1
+                receiver.watch_at = escalation_due(receiver, overdue_since=handoff.accept_by, rules=rules, ctype=ctype)
+                await self._announce_late(session, case, receiver, partner, now, reason="handoff", handoff_id=handoff.id)
+            result.handoffs_flagged += 1
+            result.touched_cases.add(case.id)
+        await session.flush()
+        return len(rows)
+
+    # -------------------------------------------------------------- deadlines
+
+    async def _deadlines_batch(self, session: AsyncSession, now: dt.datetime, result: SweepResult) -> int:
+        from tracker.cases import append_event, case_type
+
+        query = (
+            select(Case)
+            .where(Case.deadline_at <= now, Case.deadline_passed_at.is_(None), Case.closed_at.is_(None))
+            .order_by(Case.deadline_at)
+            .limit(self.config.batch)
+        )
+        cases = (await session.scalars(_locked(session, query, of=None))).all()
+        for case in cases:
+            ctype = await case_type(session=session, code=case.type)
+            case.deadline_passed_at = now
+            body: dict[str, object] = {"deadline_at": announce.stamp(case.deadline_at), "previous_status": case.status}
+            if ctype.deadline_status and ctype.deadline_status in ctype.statuses:
+                case.status = ctype.deadline_status
+                body["status"] = ctype.deadline_status
+            append_event(session=session, case=case, type="case.deadline", actor="system", visibility="public",
+                         body=body, now=now)
+            parties = (await session.scalars(select(Party.partner_id).where(Party.case_id == case.id))).all()
+            await announce.webhooks(session=session, case=case, kind="case.deadline", partner_ids=parties, now=now,
+                                    data=body, dedupe_key=f"deadline:{case.id}")
+            result.deadlines += 1
+            result.touched_cases.add(case.id)
+        await session.flush()
+        return len(cases)
+
+
+def _locked(session: AsyncSession, query, of=Case):  # type: ignore[no-untyped-def]
+    """``FOR UPDATE OF cases SKIP LOCKED`` on PostgreSQL; SQLite serializes writers already."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return query.with_for_update(of=of, skip_locked=True) if of is not None else query.with_for_update(skip_locked=True)
+    return query
+
+
+def _human(value: dt.datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else None
+
+
+# ------------------------------------------------------------------ nudges
+
+
+async def nudge(
+    *, session: AsyncSession, case: Case, party: Party, actor: str, note: str | None, now: dt.datetime
+) -> dict[str, object]:
+    """Staff chase a partner now: timeline entry, webhook, email; at most once an hour per party."""
+    from tracker.cases import append_event
+
+    if case.closed_at is not None:
+        raise Conflict(f"Case {case.ref} is closed.")
+    if party.state == "released":
+        raise Conflict(f"{party.partner_id} was released from {case.ref}.")
+    if party.last_nudged_at is not None and now - party.last_nudged_at < NUDGE_INTERVAL:
+        wait = NUDGE_INTERVAL - (now - party.last_nudged_at)
+        raise TooManyRequests(
+            f"{party.partner_id} was nudged at {_human(party.last_nudged_at)}; nudge again after an hour.",
+            retry_after=max(1, int(wait.total_seconds())),
+        )
+    partner = await session.get(Partner, party.partner_id)
+    assert partner is not None
+    party.last_nudged_at = now
+    party.reminders_sent += 1
+    body: dict[str, object] = {"partner": party.partner_id, "partner_name": partner.name, "by": actor}
+    if note:
+        body["note"] = note
+    event = append_event(session=session, case=case, type="party.nudged", actor=actor, visibility="parties",
+                         body=body, now=now, partner_id=party.partner_id)
+    key = f"nudge:{party.id}:{announce.stamp(now)}"
+    await announce.webhooks(session=session, case=case, kind="party.nudged", partner_ids=[party.partner_id],
+                            now=now, data=body, dedupe_key=key)
+    await announce.partner_email(
+        session=session, case=case, kind="party.nudged", partner=partner, now=now, dedupe_key=key,
+        context={**Watchdog._context(party, partner), "nudged_by": actor.partition(":")[2] or actor, "note": note},
+    )
+    return {"seq": event.seq, "partner": party.partner_id, "nudged_at": now, "reminders_sent": party.reminders_sent}
