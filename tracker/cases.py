@@ -24,7 +24,7 @@ from tracker.models import Case, Event, ExternalRef, Handoff, Party
 from tracker.principals import Principal
 from tracker.refs import new_ref, parse_ref
 from tracker.timeline import append_event, event_out
-from tracker.watchdog import partner_rules, schedule
+from tracker.watchdog import nudge, partner_rules, schedule
 from tracker.schemas import (
     AcceptIn,
     CaseIn,
@@ -745,3 +745,15 @@ async def rotate_status_link(
     )
     await session.flush()
     return StatusLinkOut(ref=case.ref, status_url=status_url(base_url, case))
+
+
+async def nudge_party(
+    *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, note: str | None, now: dt.datetime
+) -> dict[str, Any]:
+    """Staff chase a partner now (webhook + email), at most once an hour per party."""
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    principal.require_staff("agent")
+    party = await _party_of(session, case, partner_id)
+    result = await nudge(session=session, case=case, party=party, actor=principal.actor, note=note, now=now)
+    await session.flush()
+    return result

@@ -99,11 +99,14 @@ def serve(
 
 
 @app.command()
-def worker(once: bool = typer.Option(False, help="Run one round and exit.")) -> None:
-    """Background work: housekeeping of nonces and idempotency records."""
+def worker(
+    once: bool = typer.Option(False, help="Run one round and exit."),
+    interval: float = typer.Option(2.0, help="Seconds between rounds."),
+) -> None:
+    """Watchdog, dispatcher and housekeeping; run any number of them against PostgreSQL."""
     from tracker.worker import run_worker
 
-    asyncio.run(run_worker(settings=get_settings(), clock=SystemClock(), once=once))
+    asyncio.run(run_worker(settings=get_settings(), clock=SystemClock(), once=once, interval=interval))
 
 
 @app.command()

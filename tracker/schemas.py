@@ -225,3 +225,15 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = None
+
+
+class NudgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(default=None, max_length=2000, description="Shown to the partner.")
+
+
+class NudgeOut(BaseModel):
+    seq: int
+    partner: str
+    nudged_at: dt.datetime
+    reminders_sent: int

@@ -1,7 +1,8 @@
 """Background work, in ``baton worker`` processes or inside the web process (embedded mode).
 
-Each round runs every job once, each in its own short transaction. Jobs are safe to run in
-several processes at once: they only delete or conditionally update what is due.
+Each round: the watchdog sweeps what is due, the dispatcher drains the outbox, and housekeeping
+forgets expired nonces and idempotency records. Every job is safe to run in several processes
+at once: claims are ``FOR UPDATE SKIP LOCKED`` or conditional updates, deletes only delete.
 """
 
 from __future__ import annotations
@@ -9,70 +10,98 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from notifications.dispatcher import Dispatcher
+from notifications.transports import EmailTransport, Transport, WebhookTransport
 from partners.service import purge_nonces
 from tracker.clock import Clock
 from tracker.config import Settings
 from tracker.db import make_engine, make_sessionmaker
 from tracker.models import IdempotencyRecord
+from tracker.watchdog import Watchdog, WatchdogConfig
 
 log = logging.getLogger("baton.worker")
 IDEMPOTENCY_RETENTION = dt.timedelta(hours=48)
 
-Job = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
+
+def build_transports(settings: Settings) -> dict[str, Transport]:
+    """The senders this configuration allows; a channel without one is stored as ``logged``."""
+    transports: dict[str, Transport] = {"webhook": WebhookTransport()}
+    if settings.smtp_url:
+        transports["email"] = EmailTransport(url=settings.smtp_url, sender=settings.email_from)
+    return transports
 
 
-async def purge_idempotency_records(session: AsyncSession, now: dt.datetime) -> int:
-    """Forget responses older than the retention: clients retry within hours, not days."""
+async def housekeeping(session: AsyncSession, now: dt.datetime) -> int:
+    """Forget spent nonces and idempotency records past their use (clients retry within hours)."""
+    purged = await purge_nonces(session=session, now=now)
     result = await session.execute(
         delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - IDEMPOTENCY_RETENTION)
     )
-    return result.rowcount or 0
+    return purged + (result.rowcount or 0)
 
 
-async def _purge_nonces(session: AsyncSession, now: dt.datetime) -> int:
-    return await purge_nonces(session=session, now=now)
+@dataclass
+class RoundResult:
+    flagged: int
+    sent: int
+    purged: int
 
 
-JOBS: dict[str, Job] = {
-    "nonces": _purge_nonces,
-    "idempotency": purge_idempotency_records,
-}
+class Worker:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        settings: Settings,
+        transports: dict[str, Transport] | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.watchdog = Watchdog(
+            sessionmaker=sessionmaker, clock=clock, config=WatchdogConfig(supervisors_email=settings.supervisors_email)
+        )
+        self.transports = transports if transports is not None else build_transports(settings)
+        self.dispatcher = Dispatcher(sessionmaker=sessionmaker, clock=clock, transports=self.transports)
 
-
-async def run_round(*, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) -> dict[str, int]:
-    done: dict[str, int] = {}
-    for name, job in JOBS.items():
-        async with sessionmaker() as session:
-            done[name] = await job(session, clock.now())
+    async def run_round(self) -> RoundResult:
+        sweep = await self.watchdog.sweep()
+        sent = await self.dispatcher.drain(max_batches=50)
+        async with self.sessionmaker() as session:
+            purged = await housekeeping(session, self.clock.now())
             await session.commit()
-    return done
+        return RoundResult(flagged=sweep.total(), sent=sent, purged=purged)
+
+    async def run_forever(self, *, interval: float) -> None:
+        """Rounds until cancelled. A failing round is logged and retried; it never ends the loop."""
+        while True:
+            try:
+                done = await self.run_round()
+                if done.flagged or done.sent:
+                    log.info("worker round: %s flagged, %s sent", done.flagged, done.sent)
+            except Exception:
+                log.exception("worker round failed; retrying next round")
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        for transport in self.transports.values():
+            await transport.close()
 
 
-async def run_loop(
-    *, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, interval: float, once: bool = False
-) -> None:
-    """Run rounds until cancelled. A failing round is logged and retried; it never ends the loop."""
-    while True:
-        try:
-            done = await run_round(sessionmaker=sessionmaker, clock=clock)
-            if any(done.values()):
-                log.info("worker round: %s", done)
-        except Exception:
-            log.exception("worker round failed; retrying next round")
-        if once:
-            return
-        await asyncio.sleep(interval)
-
-
-async def run_worker(*, settings: Settings, clock: Clock, once: bool = False, interval: float = 5.0) -> None:
-    """``baton worker``: its own engine, rounds every ``interval`` seconds."""
+async def run_worker(*, settings: Settings, clock: Clock, once: bool = False, interval: float = 2.0) -> None:
+    """``baton worker``: its own engine; one round, or rounds every ``interval`` seconds."""
     engine = make_engine(settings)
+    worker = Worker(sessionmaker=make_sessionmaker(engine), clock=clock, settings=settings)
     try:
-        await run_loop(sessionmaker=make_sessionmaker(engine), clock=clock, interval=interval, once=once)
+        if once:
+            await worker.run_round()
+        else:
+            await worker.run_forever(interval=interval)
     finally:
+        await worker.close()
         await engine.dispose()

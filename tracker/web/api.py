@@ -6,8 +6,10 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from partners import service as partners
 from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut
-from tracker import cases
-from tracker.errors import Forbidden
+from notifications.dispatcher import resend
+from tracker import cases, complaints
+from tracker.complaints import DeliveryList, DeliveryOut, OverdueList, Scorecard
+from tracker.errors import Forbidden, NotFound
 from tracker.schemas import (
     AcceptIn,
     CaseIn,
@@ -20,6 +22,8 @@ from tracker.schemas import (
     HandoffIn,
     HandoffList,
     HandoffOut,
+    NudgeIn,
+    NudgeOut,
     PartyIn,
     PartyOut,
     PartyPatch,
@@ -233,3 +237,82 @@ async def rotate_case_status_link(ref: str, ctx: Ctx = Depends(caller)) -> Respo
             session=ctx.session, principal=ctx.principal, ref=ref, now=ctx.now(), base_url=ctx.base_url
         )
     )
+
+
+# ---------------------------------------------------------------- the complaint department
+
+
+@router.post(
+    "/cases/{ref}/parties/{partner_id}/nudges", status_code=201, response_model=NudgeOut,
+    openapi_extra=IDEMPOTENCY, tags=["complaints"],
+)
+async def nudge_case_party(ref: str, partner_id: str, payload: NudgeIn, ctx: Ctx = Depends(caller)) -> Response:
+    """Chase a partner now: webhook and email to its ops contact; at most once an hour per party."""
+    return await ctx.write(
+        lambda: cases.nudge_party(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
+                                  note=payload.note, now=ctx.now()),
+        status_code=201,
+    )
+
+
+@router.get("/overdue", response_model=OverdueList, tags=["complaints"])
+async def list_overdue(
+    ctx: Ctx = Depends(caller),
+    partner: str | None = Query(default=None, max_length=64),
+    state: str | None = Query(default=None, pattern="^(late|escalated)$"),
+    cursor: str | None = Query(default=None, pattern="^[0-9]{1,9}$"),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> OverdueList:
+    """Late and escalated parties across all open cases: escalated first, then most overdue first."""
+    ctx.principal.require_staff("agent")
+    return await complaints.overdue(session=ctx.session, partner=partner, state=state,
+                                    offset=int(cursor or 0), limit=limit)
+
+
+@router.get("/partners/{partner_id}/scorecard", response_model=Scorecard, tags=["complaints"])
+async def get_partner_scorecard(
+    partner_id: str, ctx: Ctx = Depends(caller), days: int = Query(default=30, ge=1, le=366)
+) -> Scorecard:
+    """Responsiveness over a window: first update, intervals, on-time rate, episodes, handoffs."""
+    _staff_or_self(ctx, partner_id)
+    return await complaints.scorecard(session=ctx.session, partner_id=partner_id, days=days, now=ctx.now())
+
+
+@router.get("/webhook-deliveries", response_model=DeliveryList, tags=["complaints"])
+async def list_webhook_deliveries(
+    ctx: Ctx = Depends(caller),
+    state: str | None = Query(default=None, pattern="^(pending|sending|delivered|failed|dead)$"),
+    partner: str | None = Query(default=None, max_length=64),
+    cursor: str | None = Query(default=None, pattern="^[0-9]{1,18}$"),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> DeliveryList:
+    """Webhook deliveries, newest first; ``state=dead`` is the dead-letter queue."""
+    ctx.principal.require_staff("agent")
+    return await complaints.deliveries(session=ctx.session, channel="webhook", state=state, partner=partner,
+                                       before=int(cursor) if cursor else None, limit=limit)
+
+
+@router.post("/webhook-deliveries/{delivery_id}/resend", response_model=DeliveryOut, tags=["complaints"])
+async def resend_webhook_delivery(
+    ctx: Ctx = Depends(caller), delivery_id: int = Path(ge=1, le=2**63 - 1)
+) -> Response:
+    """Queue a dead-lettered (or failed) delivery again, with a fresh retry schedule."""
+    ctx.principal.require_staff("supervisor")
+
+    async def produce() -> DeliveryOut:
+        row = await resend(session=ctx.session, notification_id=delivery_id, now=ctx.now())
+        if row is None:
+            raise NotFound(f"No dead or failed delivery {delivery_id}.")
+        return complaints.delivery_out(row, None)
+
+    return await ctx.write(produce)
+
+
+@router.get("/cases/{ref}/notifications", response_model=DeliveryList, tags=["complaints"])
+async def list_case_notifications(
+    ref: str, ctx: Ctx = Depends(caller), limit: int = Query(default=100, ge=1, le=500)
+) -> DeliveryList:
+    """Everything Baton sent (or will send) about a case: webhooks, emails, SMS, with delivery state."""
+    case, _ = await cases.load_case(session=ctx.session, principal=ctx.principal, ref=ref)
+    ctx.principal.require_staff("agent")
+    return await complaints.deliveries(session=ctx.session, case_id=case.id, limit=limit, with_content=True)

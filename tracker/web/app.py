@@ -18,7 +18,7 @@ from tracker.db import make_engine, make_sessionmaker
 from tracker.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from tracker.web import api, health, problems
 from tracker.web.deps import Runtime
-from tracker.worker import run_loop
+from tracker.worker import Worker
 
 VERSION = "0.1.0"
 
@@ -38,17 +38,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        background = None
+        background = worker = None
         if settings.run_workers_in_process:
-            # Embedded mode: the watchdog and housekeeping run inside the web process.
-            background = asyncio.create_task(
-                run_loop(sessionmaker=app.state.runtime.sessionmaker, clock=clock, interval=5.0)
-            )
+            # Embedded mode: the watchdog, the dispatcher and housekeeping run inside the web process.
+            worker = Worker(sessionmaker=app.state.runtime.sessionmaker, clock=clock, settings=settings)
+            background = asyncio.create_task(worker.run_forever(interval=2.0))
         yield
-        if background is not None:
+        if background is not None and worker is not None:
             background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await background
+            await worker.close()
         if owns_engine:
             await engine.dispose()
 
