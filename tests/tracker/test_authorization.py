@@ -62,6 +62,7 @@ PLAUSIBLE_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/cases/{ref}/handoffs/{handoff_id}/accept"): {},
     ("POST", "/v1/cases/{ref}/close"): {"resolution": "Bag delivered to the customer."},
     ("POST", "/v1/cases/{ref}/status-link"): None,
+    ("POST", "/v1/cases/{ref}/parties/{partner_id}/nudges"): {"note": "Where is the bag?"},
 }
 
 
@@ -332,7 +333,7 @@ async def test_admin_can_revoke_a_key_that_an_agent_could_not(world: World) -> N
 @pytest.mark.parametrize(("method", "path"), [pytest.param(m, p, id=f"{m} {p}") for m, p in V1_ROUTES])
 async def test_every_v1_route_answers_401_without_credentials(world: World, method: str, path: str) -> None:
     case = await world.open_case()
-    url = path.format(ref=case["ref"], partner_id="lh", handoff_id=1, keyid="lh-ed")
+    url = path.format(ref=case["ref"], partner_id="lh", handoff_id=1, keyid="lh-ed", delivery_id=1)
     kwargs: dict[str, Any] = {"json": {}} if method in WRITE_METHODS else {}
 
     response = await world.client.request(method, url, **kwargs)
