@@ -44,17 +44,38 @@ LEASE = dt.timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
+class Defer:
+    """Not now (quiet hours, daily cap): try again then, without counting an attempt."""
+
+    until: dt.datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Suppress:
+    """Never (opted out, nothing to say): the row ends ``suppressed``."""
+
+    reason: str
+
+
+Prepared = Outgoing | Defer | Suppress | None
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     row: Notification
+    message: Outgoing | None = None
     sent: Sent | None = None
     error: TransportError | None = None
     logged: bool = False
+    deferred: Defer | None = None
+    suppressed: Suppress | None = None
 
 
 # Called in the recording transaction after a permanent failure (customer channel fallback).
 FailureHook = Callable[[AsyncSession, Notification, TransportError, dt.datetime], Awaitable[None]]
 # Renders rows whose content is produced at send time (customer messages with the latest state).
-Renderer = Callable[[AsyncSession, Sequence[Notification], dt.datetime], Awaitable[dict[int, Outgoing | None]]]
+Renderer = Callable[[AsyncSession, Sequence[Notification], dt.datetime], Awaitable[dict[int, Prepared]]]
 
 
 def retry_delay(attempts: int, *, rng: random.Random | None = None) -> dt.timedelta | None:
@@ -100,19 +121,23 @@ class Dispatcher:
 
         async def attempt(row: Notification) -> Outcome:
             message = outgoing.get(row.id)
+            if isinstance(message, Defer):
+                return Outcome(row, deferred=message)
+            if isinstance(message, Suppress):
+                return Outcome(row, suppressed=message)
             if message is None:
                 return Outcome(row, error=TransportError("nothing to send", permanent=True))
             transport = self.transports.get(row.channel)
             if transport is None:
-                return Outcome(row, logged=True)
+                return Outcome(row, message, logged=True)
             async with gate:
                 try:
-                    return Outcome(row, sent=await transport.send(message))
+                    return Outcome(row, message, sent=await transport.send(message))
                 except TransportError as exc:
-                    return Outcome(row, error=exc)
+                    return Outcome(row, message, error=exc)
                 except Exception as exc:  # a bug in a transport must not lose the row
                     log.exception("transport %s crashed on notification %s", row.channel, row.id)
-                    return Outcome(row, error=TransportError(f"internal error: {type(exc).__name__}"))
+                    return Outcome(row, message, error=TransportError(f"internal error: {type(exc).__name__}"))
 
         outcomes = await asyncio.gather(*(attempt(row) for row in rows))
         async with self.sessionmaker() as session:
@@ -149,8 +174,8 @@ class Dispatcher:
         )
         return list((await session.scalars(claim)).all())
 
-    async def _prepare(self, session: AsyncSession, rows: list[Notification], now: dt.datetime) -> dict[int, Outgoing | None]:
-        prepared: dict[int, Outgoing | None] = {}
+    async def _prepare(self, session: AsyncSession, rows: list[Notification], now: dt.datetime) -> dict[int, Prepared]:
+        prepared: dict[int, Prepared] = {}
         partner_ids = {r.partner_id for r in rows if r.channel == "webhook" and r.partner_id}
         secrets: dict[str, str | None] = {}
         if partner_ids:
@@ -180,7 +205,16 @@ class Dispatcher:
     async def _record(self, session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
         row = outcome.row
         values: dict[str, object] = {"updated_at": now}
-        if outcome.logged:
+        if outcome.message is not None and row.body_text is None:
+            # Rendered at send time: keep what was (or would have been) sent.
+            values.update(recipient=outcome.message.recipient, subject=outcome.message.subject,
+                          body_text=outcome.message.body_text, body_html=outcome.message.body_html)
+        if outcome.deferred is not None:
+            values.update(state="pending", next_attempt_at=outcome.deferred.until, attempts=row.attempts - 1,
+                          last_error=f"deferred: {outcome.deferred.reason}")
+        elif outcome.suppressed is not None:
+            values.update(state="suppressed", next_attempt_at=None, last_error=outcome.suppressed.reason)
+        elif outcome.logged:
             values.update(state="logged", next_attempt_at=None)
         elif outcome.sent is not None:
             values.update(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from partners.models import Partner
 from tracker import announce
+from tracker.customer import notify_customer
 from tracker.casetypes import CaseTypeDef, case_type
 from tracker.chain import GENESIS
 from tracker.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -269,6 +270,7 @@ async def open_case(
         now=now,
         signature=_signature(principal),
     )
+    await notify_customer(session=session, case=case, kind="opened", now=now)
     await announce.webhooks(
         session=session, case=case, kind="case.opened", partner_ids=[p.partner_id for p in parties], now=now,
         data={"parties": [{"partner": p.partner_id, "role": p.role, "responsible": p.responsible} for p in parties]},
@@ -435,8 +437,12 @@ async def post_update(
         occurred_at=occurred,
         signature=_signature(principal),
     )
+    changed = payload.status is not None and payload.status != case.status
     if payload.status is not None:
         case.status = payload.status
+    if visibility == "public" and (payload.message or (changed and ctype.statuses[case.status].get("notify"))):
+        trigger = {"status": case.status, "message": payload.message} if payload.message else {"status": case.status}
+        await notify_customer(session=session, case=case, kind="update", now=now, trigger=trigger)
     if party is not None and party.state != "released":
         await _record_update(session=session, case=case, party=party, now=now, promised=promised)
     await session.flush()
@@ -671,6 +677,7 @@ async def accept_handoff(
         now=now,
         signature=_signature(principal),
     )
+    await notify_customer(session=session, case=case, kind="update", now=now, trigger={"holder": handoff.to_partner_id})
     await announce.webhooks(
         session=session, case=case, kind="handoff.accepted",
         partner_ids=[p for p in (handoff.from_partner_id, handoff.to_partner_id) if p], now=now,
@@ -724,6 +731,8 @@ async def close_case(
         now=now,
         signature=_signature(principal),
     )
+    await notify_customer(session=session, case=case, kind="resolution", now=now,
+                          trigger={"message": payload.message} if payload.message else None)
     await announce.webhooks(session=session, case=case, kind="case.closed",
                             partner_ids=[p.partner_id for p in parties], now=now, data=body)
     await session.flush()

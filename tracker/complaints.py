@@ -308,3 +308,37 @@ async def deliveries(
     items = [delivery_out(row, ref, with_content=with_content) for row, ref in rows[:limit]]
     return DeliveryList(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
 
+
+
+# ------------------------------------------------------------------ disputes
+
+
+class DisputeItem(BaseModel):
+    case: str
+    title: str
+    owner: str
+    closed_at: dt.datetime | None
+    resolution: str | None
+    answered_at: dt.datetime
+    comment: str | None
+
+
+class DisputeList(BaseModel):
+    items: list[DisputeItem]
+    next_cursor: str | None
+
+
+async def disputes(*, session: AsyncSession, offset: int = 0, limit: int = 50) -> DisputeList:
+    """Customers who said the resolution did not satisfy them: back in front of the complaint department."""
+    rows = (
+        await session.scalars(
+            select(Case).where(Case.satisfaction == "dissatisfied").order_by(Case.satisfaction_at.desc(), Case.id)
+            .offset(offset).limit(limit + 1)
+        )
+    ).all()
+    items = [
+        DisputeItem(case=c.ref, title=c.title, owner=c.owner_id, closed_at=c.closed_at, resolution=c.resolution,
+                    answered_at=c.satisfaction_at or c.updated_at, comment=c.satisfaction_comment)
+        for c in rows[:limit]
+    ]
+    return DisputeList(items=items, next_cursor=str(offset + limit) if len(rows) > limit else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import secrets
 from pathlib import Path
@@ -33,6 +34,11 @@ class Settings(BaseSettings):
     email_from: str = "Baton <baton@localhost>"
     supervisors_email: str | None = None
 
+    coalesce_seconds: int = Field(default=600, ge=0, description="Customer triggers within this window merge.")
+    quiet_hours: str = Field(default="21:00-08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
+                             description="No SMS in the customer's time zone during these hours.")
+    sms_daily_cap: int = Field(default=6, ge=1, description="SMS per case per customer-local day.")
+
     workers_in_process: bool | None = Field(
         default=None, description="Run watchdog and dispatcher in the web process (default: on for SQLite)."
     )
@@ -53,6 +59,14 @@ class Settings(BaseSettings):
     @property
     def run_workers_in_process(self) -> bool:
         return self.is_sqlite if self.workers_in_process is None else self.workers_in_process
+
+    def quiet_window(self) -> tuple[dt.time, dt.time]:
+        start, _, end = self.quiet_hours.partition("-")
+        return dt.time.fromisoformat(start), dt.time.fromisoformat(end)
+
+    def callback_base_url(self) -> str:
+        """Where Twilio reaches Baton's hooks: the public URL, else the default local address."""
+        return self.public_base_url or "http://127.0.0.1:8000"
 
     def effective_secret_key(self) -> str:
         return self.secret_key or _process_secret()

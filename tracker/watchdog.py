@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from partners.models import Partner
 from tracker import announce
 from tracker.calendars import BusinessCalendar, add_business_time
+from tracker.customer import notify_customer, reachable
 from tracker.casetypes import CaseTypeDef
 from tracker.clock import Clock
 from tracker.durations import format_duration
@@ -187,6 +188,12 @@ class Watchdog:
                 session=session, case=case, kind="party.escalated", address=self.config.supervisors_email,
                 partner=partner, now=now, dedupe_key=key, context=self._context(party, partner),
             )
+            # The honest note, once per escalation: we are waiting on them, and we chased them.
+            chased_at = max(filter(None, (party.last_nudged_at, party.overdue_since)))
+            await notify_customer(session=session, case=case, kind="escalation", now=now,
+                                  trigger={"waiting_on": partner.name, "chased_at": chased_at.isoformat()})
+            if reachable(case):
+                party.customer_told_at = now
             result.escalated += 1
         else:
             party.watch_at = None
@@ -284,6 +291,7 @@ class Watchdog:
                 body["status"] = ctype.deadline_status
             append_event(session=session, case=case, type="case.deadline", actor="system", visibility="public",
                          body=body, now=now)
+            await notify_customer(session=session, case=case, kind="deadline", now=now)
             parties = (await session.scalars(select(Party.partner_id).where(Party.case_id == case.id))).all()
             await announce.webhooks(session=session, case=case, kind="case.deadline", partner_ids=parties, now=now,
                                     data=body, dedupe_key=f"deadline:{case.id}")

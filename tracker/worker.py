@@ -16,10 +16,12 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifications.dispatcher import Dispatcher
+from notifications.sms import TwilioTransport
 from notifications.transports import EmailTransport, Transport, WebhookTransport
 from partners.service import purge_nonces
 from tracker.clock import Clock
 from tracker.config import Settings
+from tracker.customer import CustomerRenderer, on_permanent_failure
 from tracker.db import make_engine, make_sessionmaker
 from tracker.models import IdempotencyRecord
 from tracker.watchdog import Watchdog, WatchdogConfig
@@ -33,6 +35,14 @@ def build_transports(settings: Settings) -> dict[str, Transport]:
     transports: dict[str, Transport] = {"webhook": WebhookTransport()}
     if settings.smtp_url:
         transports["email"] = EmailTransport(url=settings.smtp_url, sender=settings.email_from)
+    if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from:
+        transports["sms"] = TwilioTransport(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            sender=settings.twilio_from,
+            status_callback=f"{settings.callback_base_url()}/hooks/twilio/status",
+            api_base=settings.twilio_api_base,
+        )
     return transports
 
 
@@ -67,7 +77,13 @@ class Worker:
             sessionmaker=sessionmaker, clock=clock, config=WatchdogConfig(supervisors_email=settings.supervisors_email)
         )
         self.transports = transports if transports is not None else build_transports(settings)
-        self.dispatcher = Dispatcher(sessionmaker=sessionmaker, clock=clock, transports=self.transports)
+        self.dispatcher = Dispatcher(
+            sessionmaker=sessionmaker,
+            clock=clock,
+            transports=self.transports,
+            renderer=CustomerRenderer(settings),
+            on_permanent_failure=on_permanent_failure,
+        )
 
     async def run_round(self) -> RoundResult:
         sweep = await self.watchdog.sweep()

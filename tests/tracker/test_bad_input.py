@@ -636,7 +636,7 @@ async def _write_routes(world: World, app: Any) -> list[tuple[str, str]]:
     for template, operations in app.openapi()["paths"].items():
         for method in operations:
             if method.upper() in ("POST", "PATCH") and template.startswith("/v1"):
-                path = template.format(ref=case["ref"], partner_id="lh", handoff_id=handoff.json()["id"])
+                path = template.format(ref=case["ref"], partner_id="lh", handoff_id=handoff.json()["id"], delivery_id=1)
                 routes.append((method.upper(), path))
     return routes
 

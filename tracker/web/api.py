@@ -8,7 +8,7 @@ from partners import service as partners
 from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut
 from notifications.dispatcher import resend
 from tracker import cases, complaints
-from tracker.complaints import DeliveryList, DeliveryOut, OverdueList, Scorecard
+from tracker.complaints import DeliveryList, DeliveryOut, DisputeList, OverdueList, Scorecard
 from tracker.errors import Forbidden, NotFound
 from tracker.schemas import (
     AcceptIn,
@@ -267,6 +267,17 @@ async def list_overdue(
     ctx.principal.require_staff("agent")
     return await complaints.overdue(session=ctx.session, partner=partner, state=state,
                                     offset=int(cursor or 0), limit=limit)
+
+
+@router.get("/disputes", response_model=DisputeList, tags=["complaints"])
+async def list_disputes(
+    ctx: Ctx = Depends(caller),
+    cursor: str | None = Query(default=None, pattern="^[0-9]{1,9}$"),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> DisputeList:
+    """Resolved cases whose customer is not satisfied, newest answer first."""
+    ctx.principal.require_staff("agent")
+    return await complaints.disputes(session=ctx.session, offset=int(cursor or 0), limit=limit)
 
 
 @router.get("/partners/{partner_id}/scorecard", response_model=Scorecard, tags=["complaints"])

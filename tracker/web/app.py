@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tracker.clock import Clock, SystemClock
 from tracker.config import Settings, get_settings
 from tracker.db import make_engine, make_sessionmaker
 from tracker.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from tracker.web import api, health, problems
+from tracker.web import api, health, hooks, problems, status_pages
 from tracker.web.deps import Runtime
 from tracker.worker import Worker
 
@@ -64,7 +66,11 @@ def create_app(
     problems.install(app)
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(hooks.router)
+    app.include_router(status_pages.router)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, https=(settings.public_base_url or "").startswith("https://"))
     return app
 
 
@@ -119,7 +125,8 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if b"\\u0000" in body or b"\x00" in body:
+        form = headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+        if b"\\u0000" in body or b"\x00" in body or (form and b"%00" in body):
             await _send_problem(send, BadRequest("NUL characters are not allowed in the body."))
             return
         replayed = False
@@ -132,6 +139,47 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+HTML_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
+     b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class SecurityHeadersMiddleware:
+    """Every HTML response gets a strict CSP, no referrer, no framing, no caching; status links are noindex."""
+
+    def __init__(self, app: Any, *, https: bool) -> None:
+        self.app = app
+        self.https = https
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if ctype.startswith(b"text/html"):
+                    present = {k.lower() for k, _ in headers}
+                    headers += [(k, v) for k, v in HTML_HEADERS if k not in present]
+                    if path.startswith("/s/"):
+                        headers.append((b"x-robots-tag", b"noindex, nofollow"))
+                if self.https:
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _send_problem(send: Any, error: Any) -> None:

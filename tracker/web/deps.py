@@ -19,6 +19,7 @@ from tracker.config import Settings
 from tracker.errors import Unauthorized
 from tracker.idempotency import IdempotencyGuard, request_digest
 from tracker.principals import Principal, authenticate_staff
+from tracker.ratelimit import RateLimits
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -31,6 +32,7 @@ class Runtime:
         self.clock = clock
         self.sessionmaker = sessionmaker
         self.keys = KeyCache()
+        self.limits = RateLimits(clock)
 
 
 def runtime(request: Request) -> Runtime:
@@ -159,6 +161,9 @@ async def caller(request: Request, session: AsyncSession = Depends(db_session)) 
 async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Principal:
     headers = request.headers
     signed = parse_signature_headers(headers)
+    limit, at = rt.limits.partner_requests, rt.limits.now()
+    limit.check(signed.keyid, at, detail=f"Too many requests for key {signed.keyid}; slow down.")
+    limit.hit(signed.keyid, at)
     body = await request.body()
     material = await partner_service.key_material(session=session, keyid=signed.keyid)
     if material is None:

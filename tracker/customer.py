@@ -1,0 +1,237 @@
+"""Telling the customer before they have to ask: triggers, coalescing, quiet hours, caps, fallback.
+
+1. A trigger (case opened, a customer-visible update, custody passing, an escalation, the
+   resolution, the deadline) queues one outbox row per channel the customer uses, without text.
+2. Triggers that arrive while a row is still waiting merge into it (coalescing): the first
+   trigger after a quiet spell holds its row for the coalescing window, so a burst of updates
+   becomes one message. "Case opened" goes at once: it carries the status link.
+3. The text is rendered when the dispatcher picks the row up, from the case as it is then (the
+   latest state, holder and due time), in the customer's language and time zone.
+4. SMS waits out quiet hours in the customer's zone and a daily cap per case; a channel that
+   fails for good (invalid number, opted out) falls back to the other channel once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifications.customer_messages import CustomerView, render_email, render_sms
+from notifications.dispatcher import Defer, Prepared, Suppress
+from notifications.models import Notification
+from notifications.outbox import enqueue
+from notifications.transports import Outgoing, TransportError
+from partners.models import Partner
+from tracker.casetypes import case_type
+from tracker.config import Settings, get_settings
+from tracker.models import Case, Party
+
+KIND_RANK = {"update": 0, "opened": 1, "escalation": 2, "deadline": 3, "resolution": 4}
+
+
+def _contact(case: Case, channel: str) -> str | None:
+    if channel == "sms":
+        return None if case.sms_opted_out else case.customer_phone
+    return None if case.email_opted_out else case.customer_email
+
+
+def reachable(case: Case) -> bool:
+    """The customer can be told something on at least one of their channels."""
+    return any(_contact(case, channel) for channel in case.customer_channels or [])
+
+
+async def notify_customer(
+    *,
+    session: AsyncSession,
+    case: Case,
+    kind: str,
+    now: dt.datetime,
+    trigger: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> int:
+    """Queue (or merge into a waiting) customer message on each of the customer's channels."""
+    settings = settings or get_settings()
+    queued = 0
+    entry = {"kind": kind, "at": now.isoformat(), **(trigger or {})}
+    for channel in case.customer_channels or []:
+        recipient = _contact(case, channel)
+        if recipient is None:
+            continue
+        if kind != "opened" and await _merge(session, case, channel, entry, now):
+            continue
+        window = dt.timedelta(seconds=0 if kind == "opened" else settings.coalesce_seconds)
+        queued += await enqueue(
+            session=session, channel=channel, audience="customer", kind=f"customer.{kind}", recipient=recipient,
+            now=now, case_id=case.id, payload={"kind": kind, "triggers": [entry]}, not_before=now + window,
+        )
+    return queued
+
+
+async def _merge(session: AsyncSession, case: Case, channel: str, entry: dict[str, Any], now: dt.datetime) -> bool:
+    waiting = await session.scalar(
+        select(Notification)
+        .where(Notification.case_id == case.id, Notification.channel == channel,
+               Notification.audience == "customer", Notification.state == "pending")
+        .order_by(Notification.id.desc())
+        .limit(1)
+    )
+    if waiting is None:
+        return False
+    payload = dict(waiting.payload or {})
+    kind = max((payload.get("kind", "update"), entry["kind"]), key=lambda k: KIND_RANK.get(k, 0))
+    merged = {"kind": kind, "triggers": [*payload.get("triggers", []), entry][-20:]}
+    # Conditional: if the dispatcher claimed the row meanwhile, this trigger gets a row of its own.
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.id == waiting.id, Notification.state == "pending")
+        .values(payload=merged, kind=f"customer.{kind}", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+# ------------------------------------------------------------------ rendering at send time
+
+
+def _in_quiet_hours(local: dt.datetime, start: dt.time, end: dt.time) -> bool:
+    t = local.time()
+    return (start <= t or t < end) if start > end else (start <= t < end)
+
+
+def _next_local(local: dt.datetime, at: dt.time, zone: ZoneInfo) -> dt.datetime:
+    """The next moment the customer's wall clock shows ``at``, in UTC."""
+    candidate = dt.datetime.combine(local.date(), at, tzinfo=zone)
+    if candidate <= local:
+        candidate = dt.datetime.combine(local.date() + dt.timedelta(days=1), at, tzinfo=zone)
+    return candidate.astimezone(dt.timezone.utc)
+
+
+class CustomerRenderer:
+    """The dispatcher's renderer for customer rows: decides now, later, or never, and the words."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def __call__(self, session: AsyncSession, rows: Sequence[Notification], now: dt.datetime) -> dict[int, Prepared]:
+        case_ids = {r.case_id for r in rows if r.case_id is not None}
+        cases = {c.id: c for c in (await session.scalars(select(Case).where(Case.id.in_(case_ids)))).all()}
+        holders = await self._holders(session, case_ids)
+        prepared: dict[int, Prepared] = {}
+        for row in rows:
+            case = cases.get(row.case_id or -1)
+            prepared[row.id] = await self._prepare(session, row, case, holders.get(row.case_id or -1), now)
+        return prepared
+
+    async def _holders(self, session: AsyncSession, case_ids: set[int]) -> dict[int, tuple[str, Party]]:
+        """Who holds the item: the responsible party (a non-owner first), with its partner's name."""
+        rows = (
+            await session.execute(
+                select(Party, Partner.name)
+                .join(Partner, Partner.id == Party.partner_id)
+                .where(Party.case_id.in_(case_ids), Party.responsible.is_(True))
+                .order_by(Party.joined_at)
+            )
+        ).all()
+        holders: dict[int, tuple[str, Party]] = {}
+        for party, name in rows:
+            if party.case_id not in holders or party.role != "owner":
+                holders[party.case_id] = (name, party)
+        return holders
+
+    async def _prepare(
+        self, session: AsyncSession, row: Notification, case: Case | None, holder: tuple[str, Party] | None,
+        now: dt.datetime,
+    ) -> Prepared:
+        if case is None:
+            return Suppress("the case no longer exists")
+        recipient = _contact(case, row.channel)
+        if recipient is None:
+            return Suppress(f"no {row.channel} contact, or the customer opted out")
+        zone = ZoneInfo(case.customer_timezone)
+        local = now.astimezone(zone)
+        if row.channel == "sms":
+            start, end = self.settings.quiet_window()
+            if _in_quiet_hours(local, start, end):
+                return Defer(_next_local(local, end, zone), "quiet hours in the customer's time zone")
+            if await self._sent_today(session, case, local, zone) >= self.settings.sms_daily_cap:
+                return Defer(_next_local(local, end, zone), "daily SMS cap for this case reached")
+        view = await self._view(session, row, case, holder, now)
+        if row.channel == "sms":
+            return Outgoing(id=row.id, channel="sms", kind=row.kind, recipient=recipient, message_id=row.message_id,
+                            subject=None, body_text=render_sms(view), body_html=None, payload=None)
+        subject, text, html = render_email(view)
+        domain = self.settings.email_from.rpartition("@")[2].rstrip(">") or "baton.local"
+        unsubscribe = f"{self._base()}/s/{case.status_token}/unsubscribe"
+        headers = {
+            "Reply-To": f"case+{case.ref.lower()}@{domain}",
+            "List-Unsubscribe": f"<{unsubscribe}>, <mailto:unsubscribe+{case.ref.lower()}@{domain}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "X-Baton-Case": case.ref,
+        }
+        return Outgoing(id=row.id, channel="email", kind=row.kind, recipient=recipient, message_id=row.message_id,
+                        subject=subject, body_text=text, body_html=html, payload=None, headers=headers)
+
+    async def _sent_today(self, session: AsyncSession, case: Case, local: dt.datetime, zone: ZoneInfo) -> int:
+        midnight = dt.datetime.combine(local.date(), dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
+        return await session.scalar(
+            select(func.count()).select_from(Notification).where(
+                Notification.case_id == case.id, Notification.channel == "sms",
+                Notification.audience == "customer", Notification.sent_at >= midnight,
+            )
+        ) or 0
+
+    def _base(self) -> str:
+        return self.settings.callback_base_url()
+
+    async def _view(
+        self, session: AsyncSession, row: Notification, case: Case, holder: tuple[str, Party] | None,
+        now: dt.datetime,
+    ) -> CustomerView:
+        payload = row.payload or {}
+        triggers = payload.get("triggers", [])
+        kind = payload.get("kind", "update")
+        ctype = await case_type(session=session, code=case.type)
+        messages = [t["message"] for t in triggers if t.get("message")]
+        escalation = next((t for t in reversed(triggers) if t.get("kind") == "escalation"), {})
+        chased = escalation.get("chased_at")
+        return CustomerView(
+            kind=kind,
+            ref=case.ref,
+            case_type=case.type,
+            first_name=(case.customer_name or "").split()[0] if case.customer_name else None,
+            locale=case.customer_locale,
+            timezone=case.customer_timezone,
+            status_label=ctype.label(case.status, case.customer_locale.split("-")[0]),
+            holder_name=holder[0] if holder else None,
+            next_update_due=holder[1].next_update_due if holder else None,
+            status_url=f"{self._base()}/s/{case.status_token}",
+            message=messages[-1] if messages else None,
+            waiting_on=escalation.get("waiting_on"),
+            chased_at=dt.datetime.fromisoformat(chased) if chased else None,
+            resolution=case.resolution if kind == "resolution" else None,
+            now=now,
+        )
+
+
+async def on_permanent_failure(session: AsyncSession, row: Notification, error: TransportError, now: dt.datetime) -> None:
+    """A customer channel failed for good: honour an opt-out, and fall back to the other channel once."""
+    if row.audience != "customer" or row.case_id is None:
+        return
+    case = await session.get(Case, row.case_id)
+    if case is None:
+        return
+    if row.channel == "sms" and error.code == 21610:
+        case.sms_opted_out = True
+    other = "email" if row.channel == "sms" else "sms"
+    recipient = _contact(case, other)
+    if recipient is None or other in (case.customer_channels or []):
+        return  # the other channel already carries every message, or there is none
+    await enqueue(
+        session=session, channel=other, audience="customer", kind=row.kind, recipient=recipient, now=now,
+        case_id=case.id, payload={**(row.payload or {}), "fallback_for": row.id}, dedupe_key=f"fallback:{row.id}",
+    )

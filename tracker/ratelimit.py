@@ -1,0 +1,56 @@
+"""Sliding-window rate limits per key (client address, partner key), on the injected clock.
+
+Counts live in the process. Behind several replicas each keeps its own count, so a client gets
+at most (replicas × limit) attempts; that is the accepted trade for not needing a shared store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from tracker.clock import Clock
+from tracker.errors import TooManyRequests
+
+
+@dataclass
+class Limit:
+    name: str
+    limit: int
+    window_seconds: float
+    _hits: dict[str, deque[float]] = field(default_factory=dict, repr=False)
+
+    def _prune(self, key: str, now: float) -> deque[float]:
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= now - self.window_seconds:
+            hits.popleft()
+        if len(self._hits) > 100_000:  # forget idle keys rather than grow without bound
+            for stale in [k for k, v in self._hits.items() if not v][:50_000]:
+                del self._hits[stale]
+        return hits
+
+    def check(self, key: str, now: float, *, detail: str) -> None:
+        """Raise 429 (with Retry-After) when ``key`` is at its limit; does not count."""
+        hits = self._prune(key, now)
+        if len(hits) >= self.limit:
+            retry = max(1, math.ceil(hits[0] + self.window_seconds - now))
+            raise TooManyRequests(detail, retry_after=retry)
+
+    def hit(self, key: str, now: float) -> None:
+        self._prune(key, now).append(now)
+
+
+class RateLimits:
+    """The limits Baton enforces, sharing one clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.bad_tokens = Limit("status-link failures per address", 20, 60)
+        self.status_lookups = Limit("status-link lookups per address", 120, 60)
+        self.inbound_sms = Limit("inbound SMS per sender", 30, 600)
+        self.sign_in = Limit("console sign-in failures per address", 10, 600)
+        self.partner_requests = Limit("requests per partner key", 6000, 60)
+
+    def now(self) -> float:
+        return self.clock.now().timestamp()

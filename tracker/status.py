@@ -1,0 +1,217 @@
+"""The customer's side of a case: what the status link shows, and what the customer may say.
+
+Only what a customer may see leaves this module: the first name, the status in plain words,
+who holds the item, when the next update is due, an honest notice when a partner is late, the
+public timeline (and the customer's own messages), and the resolution. Never internal notes,
+partner-only events, contact data or other partners' details.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from partners.models import Partner
+from tracker import announce
+from tracker.casetypes import case_type
+from tracker.errors import Conflict, NotFound
+from tracker.models import Case, Event, Party
+from tracker.timeline import append_event
+
+TOKEN_MIN, TOKEN_MAX = 22, 64
+PUBLIC_TYPES = ("case.opened", "update", "handoff.accepted", "case.closed", "case.deadline", "customer.message",
+                "customer.confirmation")
+
+
+class Holder(BaseModel):
+    name: str
+    role: str
+
+
+class Notice(BaseModel):
+    kind: Literal["late", "escalated"]
+    waiting_on: str
+    since: dt.datetime
+    chased_at: dt.datetime | None
+
+
+class TimelineEntry(BaseModel):
+    at: dt.datetime
+    kind: str
+    status: str | None = None
+    status_label: str | None = None
+    message: str | None = None
+    location: str | None = None
+    holder: str | None = None
+    by_customer: bool = False
+
+
+class StatusOut(BaseModel):
+    ref: str
+    case_type: str
+    first_name: str | None
+    locale: str
+    timezone: str
+    status: str
+    status_label: str
+    holder: Holder | None
+    next_update_due: dt.datetime | None
+    notices: list[Notice]
+    timeline: list[TimelineEntry]
+    closed: bool
+    closed_at: dt.datetime | None
+    resolution: str | None
+    satisfaction: Literal["satisfied", "dissatisfied"] | None
+    can_confirm: bool = Field(description="The case is resolved and the customer has not answered yet.")
+
+
+class CustomerMessageIn(BaseModel):
+    message: str = Field(min_length=1, max_length=2000)
+
+
+class ConfirmationIn(BaseModel):
+    satisfied: bool
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+def token_shape_ok(token: str) -> bool:
+    return TOKEN_MIN <= len(token) <= TOKEN_MAX and all(c.isalnum() or c in "-_" for c in token)
+
+
+async def case_for_token(*, session: AsyncSession, token: str, for_update: bool = False) -> Case:
+    """The case of a status link. Unknown and malformed tokens raise the same NotFound."""
+    if not token_shape_ok(token):
+        raise NotFound("No such status page.")
+    query = select(Case).where(Case.status_token_locator == token[:8])
+    if for_update:
+        query = query.with_for_update()
+    for case in (await session.scalars(query)).all():
+        if hmac.compare_digest(case.status_token.encode(), token.encode()):
+            return case
+    raise NotFound("No such status page.")
+
+
+async def status_of(*, session: AsyncSession, case: Case, locale: str | None = None) -> StatusOut:
+    """Everything the customer may see, in their words (status labels in their locale)."""
+    ctype = await case_type(session=session, code=case.type)
+    lang = (locale or case.customer_locale or "en").split("-")[0]
+    rows = (
+        await session.execute(
+            select(Party, Partner.name).join(Partner, Partner.id == Party.partner_id).where(Party.case_id == case.id)
+            .order_by(Party.joined_at)
+        )
+    ).all()
+    names = {party.partner_id: name for party, name in rows}
+    responsible = [(party, name) for party, name in rows if party.responsible and party.state != "released"]
+    holder_row = next((r for r in responsible if r[0].role != "owner"), responsible[0] if responsible else None)
+    notices = [
+        Notice(kind=party.state, waiting_on=name, since=party.overdue_since,  # type: ignore[arg-type]
+               chased_at=max(filter(None, (party.last_nudged_at, party.overdue_since)), default=None))
+        for party, name in rows
+        if party.state in ("late", "escalated") and party.overdue_since is not None and case.closed_at is None
+    ]
+    events = (
+        await session.scalars(
+            select(Event).where(Event.case_id == case.id, Event.type.in_(PUBLIC_TYPES)).order_by(Event.seq)
+        )
+    ).all()
+    timeline = [entry for e in events if (entry := _entry(e, ctype.label, lang, names)) is not None]
+    return StatusOut(
+        ref=case.ref,
+        case_type=case.type,
+        first_name=(case.customer_name or "").split()[0] if case.customer_name else None,
+        locale=lang,
+        timezone=case.customer_timezone,
+        status=case.status,
+        status_label=ctype.label(case.status, lang),
+        holder=Holder(name=holder_row[1], role=holder_row[0].role) if holder_row else None,
+        next_update_due=holder_row[0].next_update_due if holder_row and case.closed_at is None else None,
+        notices=notices,
+        timeline=list(reversed(timeline)),
+        closed=case.closed_at is not None,
+        closed_at=case.closed_at,
+        resolution=case.resolution,
+        satisfaction=case.satisfaction,  # type: ignore[arg-type]
+        can_confirm=case.closed_at is not None and case.satisfaction is None,
+    )
+
+
+def _entry(event: Event, label: Any, lang: str, names: dict[str, str]) -> TimelineEntry | None:
+    body = event.body or {}
+    if event.type == "customer.message":
+        return TimelineEntry(at=event.received_at, kind="customer.message", message=body.get("message"),
+                             by_customer=True)
+    if event.type == "customer.confirmation":
+        return TimelineEntry(at=event.received_at, kind="customer.confirmation", message=body.get("comment"),
+                             by_customer=True, status=body.get("satisfaction"))
+    if event.visibility != "public":
+        return None
+    status = body.get("status")
+    holder = names.get(body["to"]) if event.type == "handoff.accepted" and body.get("to") else None
+    return TimelineEntry(
+        at=event.occurred_at,
+        kind=event.type,
+        status=status,
+        status_label=label(status, lang) if status else None,
+        message=body.get("message"),  # never internal_note
+        location=body.get("location"),
+        holder=holder,
+    )
+
+
+async def customer_message(*, session: AsyncSession, token: str, text: str, now: dt.datetime, via: str) -> Event:
+    """The customer writes to the case: a ``customer.message`` event the parties see; the owner gets a webhook."""
+    case = await case_for_token(session=session, token=token, for_update=True)
+    return await post_customer_message(session=session, case=case, text=text, now=now, via=via)
+
+
+async def post_customer_message(*, session: AsyncSession, case: Case, text: str, now: dt.datetime, via: str) -> Event:
+    text = text.strip()
+    if not text:
+        raise Conflict("The message is empty.")
+    event = append_event(session=session, case=case, type="customer.message", actor="customer",
+                         visibility="parties", body={"message": text[:2000], "via": via}, now=now)
+    await announce.webhooks(session=session, case=case, kind="customer.message", partner_ids=[case.owner_id],
+                            now=now, data={"message": text[:2000], "via": via, "seq": event.seq})
+    await session.flush()
+    return event
+
+
+async def confirm(
+    *, session: AsyncSession, token: str, satisfied: bool, comment: str | None, now: dt.datetime
+) -> Case:
+    """Satisfied or not: kept apart from closure. A dissatisfied customer is a dispute for the complaint department."""
+    case = await case_for_token(session=session, token=token, for_update=True)
+    if case.closed_at is None:
+        raise Conflict("The case is not resolved yet; you can confirm once it is.")
+    if case.satisfaction is not None:
+        raise Conflict("You have already answered; thank you.")
+    verdict = "satisfied" if satisfied else "dissatisfied"
+    case.satisfaction = verdict
+    case.satisfaction_comment = (comment or "").strip()[:2000] or None
+    case.satisfaction_at = now
+    body: dict[str, Any] = {"satisfaction": verdict}
+    if case.satisfaction_comment:
+        body["comment"] = case.satisfaction_comment
+    append_event(session=session, case=case, type="customer.confirmation", actor="customer", visibility="parties",
+                 body=body, now=now)
+    if not satisfied:
+        await announce.webhooks(session=session, case=case, kind="case.disputed", partner_ids=[case.owner_id],
+                                now=now, data=body)
+    await session.flush()
+    return case
+
+
+async def unsubscribe_email(*, session: AsyncSession, token: str, now: dt.datetime) -> Case:
+    case = await case_for_token(session=session, token=token, for_update=True)
+    if not case.email_opted_out:
+        case.email_opted_out = True
+        append_event(session=session, case=case, type="customer.unsubscribed", actor="customer",
+                     visibility="internal", body={"channel": "email"}, now=now)
+    await session.flush()
+    return case

@@ -1,0 +1,165 @@
+"""The customer's status link: ``/s/{token}`` (HTML, no JavaScript) and ``/v1/status/{token}`` (JSON).
+
+Lookups are rate-limited per client address: after 20 unknown tokens in a minute an address gets
+429 for the rest of the minute. An unknown token and a malformed one get the same 404 page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tracker import status as customer_side
+from tracker.errors import BatonError, Conflict, NotFound, TooManyRequests
+from tracker.models import Case
+from tracker.status import StatusOut
+from tracker.web.deps import Runtime, db_session, runtime
+from tracker.web.i18n import Words, pick_locale
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(tags=["customer"])
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class Lookup:
+    """Find the case of a token under the per-address limits."""
+
+    def __init__(self, request: Request, session: AsyncSession) -> None:
+        self.request = request
+        self.session = session
+        self.rt: Runtime = runtime(request)
+        self.address = client_address(request)
+
+    async def case(self, token: str, *, for_update: bool = False) -> Case:
+        limits, now = self.rt.limits, self.rt.limits.now()
+        limits.bad_tokens.check(self.address, now, detail="Too many unknown status links from your address.")
+        limits.status_lookups.check(self.address, now, detail="Too many status requests from your address.")
+        limits.status_lookups.hit(self.address, now)
+        try:
+            return await customer_side.case_for_token(session=self.session, token=token, for_update=for_update)
+        except NotFound:
+            limits.bad_tokens.hit(self.address, now)
+            raise
+
+
+def _words(request: Request, case: Case | None) -> Words:
+    locale = pick_locale(case.customer_locale if case else None, request.headers.get("accept-language"))
+    return Words(locale, case.customer_timezone if case else "UTC")
+
+
+def _item(t: Words, case: Case) -> str:
+    return t("parcel" if case.type == "parcel" else "bag")
+
+
+def _problem_page(request: Request, error: BatonError) -> HTMLResponse:
+    t = _words(request, None)
+    if isinstance(error, TooManyRequests):
+        title, text = t("not_found_title"), t("rate_limited")
+    elif isinstance(error, NotFound):
+        title, text = t("not_found_title"), t("not_found")
+    else:
+        title, text = error.title, error.detail
+    response = templates.TemplateResponse(
+        request, "status/message.html", {"t": t, "title": title, "text": text, "form_action": None},
+        status_code=error.status,
+    )
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+async def _page(request: Request, session: AsyncSession, token: str, **flags: Any) -> HTMLResponse:
+    case = await Lookup(request, session).case(token)
+    t = _words(request, case)
+    view = await customer_side.status_of(session=session, case=case, locale=t.locale)
+    return templates.TemplateResponse(
+        request, "status/page.html", {"t": t, "s": view, "token": token, "item": _item(t, case), **flags}
+    )
+
+
+@router.get("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def status_page(
+    request: Request, token: str, sent: str | None = None, answered: str | None = None,
+    session: AsyncSession = Depends(db_session),
+) -> HTMLResponse:
+    try:
+        return await _page(request, session, token, sent=sent == "1",
+                           answered=answered if answered in ("satisfied", "dissatisfied") else None)
+    except BatonError as error:
+        return _problem_page(request, error)
+
+
+@router.post("/s/{token}/messages", include_in_schema=False)
+async def status_page_message(
+    request: Request, token: str, message: str = Form(default="", max_length=2000),
+    session: AsyncSession = Depends(db_session),
+) -> Response:
+    try:
+        case = await Lookup(request, session).case(token, for_update=True)
+        if not message.strip():
+            raise Conflict("Your message was empty.")
+        await customer_side.post_customer_message(session=session, case=case, text=message,
+                                                  now=runtime(request).clock.now(), via="status page")
+        await session.commit()
+    except BatonError as error:
+        return _problem_page(request, error)
+    return RedirectResponse(f"/s/{token}?sent=1", status_code=303)
+
+
+@router.post("/s/{token}/confirmation", include_in_schema=False)
+async def status_page_confirmation(
+    request: Request, token: str, satisfied: str = Form(pattern="^(yes|no)$"),
+    comment: str = Form(default="", max_length=2000), session: AsyncSession = Depends(db_session),
+) -> Response:
+    try:
+        await Lookup(request, session).case(token)
+        case = await customer_side.confirm(session=session, token=token, satisfied=satisfied == "yes",
+                                           comment=comment, now=runtime(request).clock.now())
+        await session.commit()
+    except BatonError as error:
+        return _problem_page(request, error)
+    return RedirectResponse(f"/s/{token}?answered={case.satisfaction}", status_code=303)
+
+
+@router.get("/s/{token}/unsubscribe", response_class=HTMLResponse, include_in_schema=False)
+async def unsubscribe_page(request: Request, token: str, session: AsyncSession = Depends(db_session)) -> HTMLResponse:
+    try:
+        case = await Lookup(request, session).case(token)
+    except BatonError as error:
+        return _problem_page(request, error)
+    t = _words(request, case)
+    return templates.TemplateResponse(request, "status/message.html", {
+        "t": t, "title": t("unsubscribe_title", ref=case.ref), "text": "",
+        "form_action": f"/s/{token}/unsubscribe", "button": t("unsubscribe_button"),
+    })
+
+
+@router.post("/s/{token}/unsubscribe", response_class=HTMLResponse, include_in_schema=False)
+async def unsubscribe(request: Request, token: str, session: AsyncSession = Depends(db_session)) -> HTMLResponse:
+    """One-click unsubscribe (RFC 8058) from the case's emails; the page stays available."""
+    try:
+        await Lookup(request, session).case(token)
+        case = await customer_side.unsubscribe_email(session=session, token=token, now=runtime(request).clock.now())
+        await session.commit()
+    except BatonError as error:
+        return _problem_page(request, error)
+    t = _words(request, case)
+    return templates.TemplateResponse(request, "status/message.html", {
+        "t": t, "title": t("unsubscribe_title", ref=case.ref), "text": t("unsubscribed"), "form_action": None,
+    })
+
+
+@router.get("/v1/status/{token}", response_model=StatusOut, tags=["customer"])
+async def get_status(request: Request, token: str, session: AsyncSession = Depends(db_session)) -> StatusOut:
+    """The status page as JSON, for the customer's link holder (no other credentials)."""
+    case = await Lookup(request, session).case(token)
+    locale = pick_locale(case.customer_locale, request.headers.get("accept-language"))
+    return await customer_side.status_of(session=session, case=case, locale=locale)
