@@ -5,7 +5,10 @@
                                     received_at, body_digest, signature_digest, prev}))
 
 The body enters through its digest so that personal data in a body can later be erased (GDPR)
-while the chain still verifies: the header, the stored digest and the signature stay.
+while the chain still verifies: the header, the stored digest and the signature stay. For the same
+reason a kept partner signature enters with the sha-256 of its raw request body instead of the
+body itself (``signature_commitment``): the raw body can be erased and the signature still checks
+against its ``Content-Digest``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,20 @@ def canonical(value: Any) -> bytes:
 
 def digest(value: Any) -> str:
     return hashlib.sha256(canonical(value)).hexdigest()
+
+
+def signature_commitment(signature: dict[str, Any] | None) -> str | None:
+    """What the chain commits to of a kept signature: everything, with the raw body as its sha-256."""
+    if not signature:
+        return None
+    core = {k: v for k, v in signature.items() if k not in ("body", "body_sha256")}
+    body = signature.get("body")
+    core["body_sha256"] = (
+        hashlib.sha256(body.encode("utf-8", errors="surrogateescape")).hexdigest()
+        if body is not None
+        else signature.get("body_sha256")
+    )
+    return digest(core)
 
 
 def stamp(value: dt.datetime) -> str:
@@ -56,7 +73,7 @@ def event_hash(
         "occurred_at": stamp(occurred_at),
         "received_at": stamp(received_at),
         "body_digest": body_digest,
-        "signature_digest": digest(signature) if signature else None,
+        "signature_digest": signature_commitment(signature),
         "prev": prev_hash,
     }
     return hashlib.sha256(canonical(header)).hexdigest()

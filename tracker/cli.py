@@ -183,6 +183,17 @@ def verify(ref: str) -> None:
     raise typer.Exit(1)
 
 
+@app.command()
+def erase(ref: str, yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
+    """Erase the customer's personal data from a case (GDPR); the timeline still verifies."""
+    from tracker.erasure import erase_customer
+
+    if not yes:
+        typer.confirm(f"Erase the customer's name, phone, email and messages from {ref}?", abort=True)
+    done = _run(lambda s: erase_customer(session=s, ref=ref, actor="staff:cli", now=_now()))
+    console.print(f"erased from {ref}: {done}")
+
+
 @staff_app.command("add")
 def staff_add(
     name: str,
