@@ -27,6 +27,7 @@ from notifications.models import Notification
 from notifications.transports import Outgoing, Sent, Transport, TransportError
 from partners.models import Partner
 from tracker.clock import Clock
+from tracker.metrics import DELIVERIES
 
 log = logging.getLogger("baton.dispatcher")
 
@@ -242,6 +243,7 @@ class Dispatcher:
         if result.rowcount != 1:
             log.warning("notification %s was reclaimed while being sent; its outcome is kept by the other run", row.id)
             return
+        DELIVERIES.labels(row.channel, str(values.get("state", "unknown"))).inc()
         if outcome.error is not None and outcome.error.permanent and self.on_permanent_failure is not None:
             await self.on_permanent_failure(session, row, outcome.error, now)
 

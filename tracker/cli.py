@@ -92,9 +92,13 @@ def serve(
     if workers > 1 and settings.is_sqlite:
         err.print("[red]error:[/red] several web workers need PostgreSQL (BATON_DATABASE_URL=postgresql+asyncpg://...)")
         raise typer.Exit(2)
+    from tracker import logs
+
+    logs.configure(settings.log_level)
     uvicorn.run(
         "tracker.web.app:create_app", factory=True, host=host, port=port, workers=workers,
-        log_level=settings.log_level.lower(), proxy_headers=True, server_header=False,
+        log_level=settings.log_level.lower(), proxy_headers=True, server_header=False, access_log=False,
+        log_config=None,
     )
 
 
@@ -104,8 +108,10 @@ def worker(
     interval: float = typer.Option(2.0, help="Seconds between rounds."),
 ) -> None:
     """Watchdog, dispatcher and housekeeping; run any number of them against PostgreSQL."""
+    from tracker import logs
     from tracker.worker import run_worker
 
+    logs.configure(get_settings().log_level)
     asyncio.run(run_worker(settings=get_settings(), clock=SystemClock(), once=once, interval=interval))
 
 

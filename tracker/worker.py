@@ -23,6 +23,7 @@ from tracker.clock import Clock
 from tracker.config import Settings
 from tracker.customer import CustomerRenderer, on_permanent_failure
 from tracker.db import make_engine, make_sessionmaker
+from tracker.metrics import WATCHDOG
 from tracker.models import IdempotencyRecord
 from tracker.watchdog import Watchdog, WatchdogConfig
 
@@ -87,6 +88,9 @@ class Worker:
 
     async def run_round(self) -> RoundResult:
         sweep = await self.watchdog.sweep()
+        for kind in ("late", "escalated", "handoffs_flagged", "deadlines"):
+            if getattr(sweep, kind):
+                WATCHDOG.labels(kind).inc(getattr(sweep, kind))
         sent = await self.dispatcher.drain(max_batches=50)
         async with self.sessionmaker() as session:
             purged = await housekeeping(session, self.clock.now())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tracker import logs, metrics
 from tracker.clock import Clock, SystemClock
 from tracker.config import Settings, get_settings
 from tracker.db import make_engine, make_sessionmaker
@@ -23,6 +26,7 @@ from tracker.web.deps import Runtime
 from tracker.worker import Worker
 
 VERSION = "0.1.0"
+access = logging.getLogger("baton.access")
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -34,6 +38,8 @@ def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, engine: AsyncEngine | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
+    if not logging.getLogger().handlers:  # a fresh worker process (uvicorn --workers) logs JSON too
+        logs.configure(settings.log_level)
     clock = clock or SystemClock()
     owns_engine = engine is None
     engine = engine or make_engine(settings)
@@ -71,6 +77,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, https=(settings.public_base_url or "").startswith("https://"))
+    app.add_middleware(ObservabilityMiddleware)
     return app
 
 
@@ -180,6 +187,43 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ObservabilityMiddleware:
+    """A request id for every request (echoed as X-Request-ID), latency by route template, one access line."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = logs.new_request_id(incoming)
+        token = logs.request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or ("static" if scope["path"].startswith("/static/") else "unmatched")
+            metrics.REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(elapsed)
+            if template == "/v1/cases/{ref}/events" and scope["method"] == "POST":
+                metrics.record_update(status)
+            access.info("request", extra={"method": scope["method"], "route": template, "status": status,
+                                          "ms": round(elapsed * 1000, 2)})
+            logs.request_id.reset(token)
 
 
 async def _send_problem(send: Any, error: Any) -> None:

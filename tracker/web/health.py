@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
+from tracker import metrics
 from tracker.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
@@ -33,3 +34,12 @@ async def readyz(request: Request) -> JSONResponse:
             {"status": "unavailable", "detail": f"migrations at {current}, head is {head}"}, status_code=503
         )
     return JSONResponse({"status": "ready", "revision": current})
+
+
+@router.get("/metrics", response_class=Response)
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus metrics: request latency by route, updates by outcome, watchdog, outbox depth and age."""
+    runtime = request.app.state.runtime
+    async with runtime.sessionmaker() as session:
+        body = await metrics.render(session, runtime.clock.now())
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
