@@ -20,7 +20,10 @@ run: $(STAMP)
 	$(BIN)/baton demo --if-empty
 	$(BIN)/baton serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP)
+node_modules/.package-lock.json: package-lock.json
+	if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error; fi
+
+test: $(STAMP) node_modules/.package-lock.json
 	$(BIN)/python -m tools.openapi --check
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

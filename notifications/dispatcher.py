@@ -99,8 +99,10 @@ class Dispatcher:
         concurrency: int = 32,
         on_permanent_failure: FailureHook | None = None,
         renderer: Renderer | None = None,
+        lease: dt.timedelta = LEASE,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.lease = lease
         self.clock = clock
         self.transports = transports
         self.batch = batch
@@ -169,7 +171,8 @@ class Dispatcher:
         claim = (
             update(Notification)
             .where(Notification.id.in_(due.scalar_subquery()))
-            .values(state="sending", attempts=Notification.attempts + 1, next_attempt_at=now + LEASE, updated_at=now)
+            .values(state="sending", attempts=Notification.attempts + 1, next_attempt_at=now + self.lease,
+                    updated_at=now)
             .returning(Notification)
             .execution_options(synchronize_session=False)
         )

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     quiet_hours: str = Field(default="21:00-08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
                              description="No SMS in the customer's time zone during these hours.")
     sms_daily_cap: int = Field(default=6, ge=1, description="SMS per case per customer-local day.")
+    dispatch_lease_seconds: float = Field(
+        default=120.0, gt=0,
+        description="How long a dispatcher's claim on outbox rows lasts; rows of a process that died mid-batch "
+                    "are sent again after it.",
+    )
 
     workers_in_process: bool | None = Field(
         default=None, description="Run watchdog and dispatcher in the web process (default: on for SQLite)."

@@ -94,6 +94,8 @@ class Party(Base):
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     last_nudged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When Baton last chased the party (the late reminder or a nudge): what the customer is told.
+    last_reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     customer_told_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # When the watchdog must next look at this party; NULL when nothing can become due.
     watch_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)

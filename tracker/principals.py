@@ -39,10 +39,14 @@ class Principal:
     def idempotency_scope(self) -> str:
         return self.actor
 
+    def has_role(self, minimum: str = "agent") -> bool:
+        """Staff with at least this role (the console hides what a role may not do)."""
+        return self.is_staff and _RANK[self.role or "agent"] >= _RANK[minimum]
+
     def require_staff(self, minimum: str = "agent") -> None:
         if not self.is_staff:
             raise Forbidden("Only Baton staff may do this.")
-        if _RANK[self.role or "agent"] < _RANK[minimum]:
+        if not self.has_role(minimum):
             raise Forbidden(f"This needs the {minimum} role; your token has {self.role}.")
 
 
@@ -67,10 +71,21 @@ async def create_staff_token(*, session: AsyncSession, name: str, role: str, now
 async def authenticate_staff(*, session: AsyncSession, token: str, admin_token: str | None) -> Principal:
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
         return Principal(kind="staff", name="admin", role="admin")
+    return await authenticate_staff_hash(session=session, token_hash=hash_token(token), admin_token=None)
+
+
+async def authenticate_staff_hash(*, session: AsyncSession, token_hash: str, admin_token: str | None) -> Principal:
+    """The staff member whose token hashes to ``token_hash``, if that token is still valid.
+
+    The console's session cookie carries only the hash, and asks again on every request, so
+    revoking a token (or unsetting BATON_ADMIN_TOKEN) ends the sessions signed in with it.
+    """
+    if admin_token and hmac.compare_digest(token_hash.encode(), hash_token(admin_token).encode()):
+        return Principal(kind="staff", name="admin", role="admin")
     row = (
         await session.execute(
             select(StaffToken.name, StaffToken.role).where(
-                StaffToken.token_hash == hash_token(token), StaffToken.revoked_at.is_(None)
+                StaffToken.token_hash == token_hash, StaffToken.revoked_at.is_(None)
             )
         )
     ).first()

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifications.customer_messages import CustomerView, render_sms
 from notifications.sms_text import to_gsm7
 from tracker.models import Case, CaseType
-from tracker.refs import find_refs_in_text
+from tracker.refs import ParsedRef, find_refs_in_text, parse_ref
 from tracker.status import post_customer_message, status_of
 from tracker.timeline import append_event
 from tracker.validation import phone_number
@@ -29,6 +31,8 @@ STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPP"
 START_WORDS = {"START", "UNSTOP", "YES"}
 HELP_WORDS = {"HELP", "INFO", "HILFE", "AIDE", "AYUDA"}
 STATUS_WORDS = {"STATUS", "STAND", "STATUT", "ESTADO", "?"}
+# A reference with a space for its dash ("bag 7kq3x9t"), which find_refs_in_text does not read.
+_SPACED_REF = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{2,5}\s+[0-9A-Za-z]{7}(?![0-9A-Za-z])")
 
 REPLIES: dict[str, dict[str, str]] = {
     "en": {
@@ -120,7 +124,7 @@ async def handle_inbound_sms(
 
     refs = ", ".join(c.ref for c in cases)
     prefixes = (await session.scalars(select(CaseType.prefix))).all()
-    mentioned = find_refs_in_text(text, prefixes=prefixes)
+    mentioned = find_refs_in_text(text, prefixes=prefixes) or _spaced_refs(text, prefixes, cases)
     if mentioned:
         first = mentioned[0]
         if not first.valid:
@@ -142,6 +146,17 @@ async def handle_inbound_sms(
         return _say(locale, "choose_message", refs=refs)
     await post_customer_message(session=session, case=cases[0], text=text, now=now, via="sms")
     return _say(locale, "passed_on", ref=cases[0].ref)
+
+
+def _spaced_refs(text: str, prefixes: Sequence[str], cases: list[Case]) -> list[ParsedRef]:
+    """A reference typed with a space for its dash ("bag 7kq3x9t"), taken only when it is one of the
+    sender's own cases: "my bag arrived" is a message, not a typo of BAG-ARR1VED."""
+    own = {case.ref for case in cases}
+    for match in _SPACED_REF.finditer(text):
+        parsed = parse_ref(match.group(), prefixes=prefixes)
+        if parsed is not None and parsed.valid and parsed.ref in own:
+            return [parsed]
+    return []
 
 
 async def _status_reply(session: AsyncSession, case: Case, now: dt.datetime, base_url: str) -> str:

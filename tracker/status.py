@@ -111,7 +111,7 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
     holder_row = next((r for r in responsible if r[0].role != "owner"), responsible[0] if responsible else None)
     notices = [
         Notice(kind=party.state, waiting_on=name, since=party.overdue_since,  # type: ignore[arg-type]
-               chased_at=max(filter(None, (party.last_nudged_at, party.overdue_since)), default=None))
+               chased_at=party.last_reminded_at)
         for party, name in rows
         if party.state in ("late", "escalated") and party.overdue_since is not None and case.closed_at is None
     ]
@@ -129,7 +129,7 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
         timezone=case.customer_timezone,
         status=case.status,
         status_label=ctype.label(case.status, lang),
-        holder=Holder(name=holder_row[1], role=holder_row[0].role) if holder_row else None,
+        holder=Holder(name=holder_row[1], role=holder_row[0].role) if holder_row and case.closed_at is None else None,
         next_update_due=holder_row[0].next_update_due if holder_row and case.closed_at is None else None,
         notices=notices,
         timeline=list(reversed(timeline)),

@@ -170,6 +170,7 @@ class Watchdog:
             party.state = "late"
             party.overdue_since = due
             party.reminders_sent += 1
+            party.last_reminded_at = now
             party.watch_at = escalation_due(party, overdue_since=due, rules=rules, ctype=ctype)
             await self._announce_late(session, case, party, partner, now, reason="update")
             result.late += 1
@@ -189,7 +190,7 @@ class Watchdog:
                 partner=partner, now=now, dedupe_key=key, context=self._context(party, partner),
             )
             # The honest note, once per escalation: we are waiting on them, and we chased them.
-            chased_at = max(filter(None, (party.last_nudged_at, party.overdue_since)))
+            chased_at = party.last_reminded_at or now
             await notify_customer(session=session, case=case, kind="escalation", now=now,
                                   trigger={"waiting_on": partner.name, "chased_at": chased_at.isoformat()})
             if reachable(case):
@@ -263,6 +264,7 @@ class Watchdog:
                 receiver.state = "late"
                 receiver.overdue_since = handoff.accept_by
                 receiver.reminders_sent += 1
+                receiver.last_reminded_at = now
                 receiver.watch_at = escalation_due(receiver, overdue_since=handoff.accept_by, rules=rules, ctype=ctype)
                 await self._announce_late(session, case, receiver, partner, now, reason="handoff", handoff_id=handoff.id)
             result.handoffs_flagged += 1
@@ -334,6 +336,7 @@ async def nudge(
     partner = await session.get(Partner, party.partner_id)
     assert partner is not None
     party.last_nudged_at = now
+    party.last_reminded_at = now
     party.reminders_sent += 1
     body: dict[str, object] = {"partner": party.partner_id, "partner_name": partner.name, "by": actor}
     if note:

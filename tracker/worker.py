@@ -84,6 +84,7 @@ class Worker:
             transports=self.transports,
             renderer=CustomerRenderer(settings),
             on_permanent_failure=on_permanent_failure,
+            lease=dt.timedelta(seconds=settings.dispatch_lease_seconds),
         )
 
     async def run_round(self) -> RoundResult:

@@ -32,7 +32,12 @@ async def twilio_form(request: Request) -> dict[str, str]:
         raise Forbidden("Missing or unverifiable X-Twilio-Signature.")
     validator = RequestValidator(token)
     query = f"?{request.url.query}" if request.url.query else ""
-    candidates = {f"{settings.callback_base_url()}{request.url.path}{query}", str(request.url)}
+    if settings.public_base_url:
+        # The URL Twilio was given, and only it: the request's own Host header is the sender's to choose, and
+        # would let a signature for another deployment on the same Twilio account (staging) be replayed here.
+        candidates = {f"{settings.public_base_url}{request.url.path}{query}"}
+    else:
+        candidates = {f"{settings.callback_base_url()}{request.url.path}{query}", str(request.url)}
     if not any(validator.validate(url, params, signature) for url in candidates):
         raise Forbidden("Invalid X-Twilio-Signature.")
     return params

@@ -163,3 +163,17 @@ async def get_status(request: Request, token: str, session: AsyncSession = Depen
     case = await Lookup(request, session).case(token)
     locale = pick_locale(case.customer_locale, request.headers.get("accept-language"))
     return await customer_side.status_of(session=session, case=case, locale=locale)
+
+
+# Registered last, so that only paths no route above takes end here: a "token" with a slash in it
+# (``/s/..%2F..%2Fetc``) is malformed, and gets the same 404 as an unknown token, counted like one.
+@router.get("/s/{token:path}", response_class=HTMLResponse, include_in_schema=False)
+async def status_page_malformed(
+    request: Request, token: str, session: AsyncSession = Depends(db_session)
+) -> HTMLResponse:
+    return await status_page(request, token, session=session)
+
+
+@router.get("/v1/status/{token:path}", response_model=StatusOut, include_in_schema=False)
+async def get_status_malformed(request: Request, token: str, session: AsyncSession = Depends(db_session)) -> StatusOut:
+    return await get_status(request, token, session=session)
