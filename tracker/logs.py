@@ -50,12 +50,25 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# Libraries that log SQL with its parameters and result rows (sqlalchemy, aiosqlite), request lines
+# with URLs and headers (httpx, urllib3, twilio) or protocol traffic at DEBUG and INFO: at Baton's
+# DEBUG they would write customers' phone numbers, status-link tokens and key secrets to the logs.
+# They keep WARNING and above whatever Baton's level.
+QUIET_LIBRARIES = (
+    "sqlalchemy", "aiosqlite", "asyncpg", "psycopg", "httpx", "httpcore", "urllib3", "requests", "twilio",
+    "aiosmtplib", "multipart", "python_multipart", "h11", "h2", "hpack", "websockets", "watchfiles", "asyncio",
+)
+
+
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet = max(logging.WARNING, root.level)
+    for library in QUIET_LIBRARIES:
+        logging.getLogger(library).setLevel(quiet)
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
     for name in ("uvicorn", "uvicorn.error"):

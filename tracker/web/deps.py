@@ -163,7 +163,6 @@ async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Prin
     signed = parse_signature_headers(headers)
     limit, at = rt.limits.partner_requests, rt.limits.now()
     limit.check(signed.keyid, at, detail=f"Too many requests for key {signed.keyid}; slow down.")
-    limit.hit(signed.keyid, at)
     body = await request.body()
     material = await partner_service.key_material(session=session, keyid=signed.keyid)
     if material is None:
@@ -180,6 +179,9 @@ async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Prin
         max_skew=rt.settings.signature_max_skew_seconds,
         keys=rt.keys,
     )
+    # Counted once the signature verifies: key ids are public, and requests that merely claim one
+    # must not use up (and so lock out) the real partner's quota.
+    limit.hit(signed.keyid, at)
     expires = now + dt.timedelta(seconds=2 * rt.settings.signature_max_skew_seconds)
     if not await partner_service.consume_nonce(session=session, keyid=signed.keyid, nonce=signed.nonce, expires_at=expires):
         raise Unauthorized("This nonce was already used with this key (replayed request).")

@@ -35,6 +35,12 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _route(request: Request) -> str:
+    """The route template (``/s/{token}``), never the raw path: it may carry a status-link token."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched route"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(BatonError)
     async def _baton(_: Request, exc: BatonError) -> JSONResponse:
@@ -64,10 +70,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError) -> JSONResponse:
         # The database refused a value the validators let through: the client's input, not our fault.
-        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        log.warning("database refused a value on %s %s: %s", request.method, _route(request), exc.orig)
         return problem_response(Unprocessable("A value in the request cannot be stored (out of range or invalid)."))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, _route(request))
         return problem_response(BatonError("An unexpected error occurred; it has been logged."))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tracker import status as customer_side
 from tracker.errors import BatonError, Conflict, NotFound, TooManyRequests
 from tracker.models import Case
+from tracker.schemas import Problem
 from tracker.status import StatusOut
 from tracker.web.deps import Runtime, db_session, runtime
 from tracker.web.i18n import Words, pick_locale
@@ -157,7 +158,12 @@ async def unsubscribe(request: Request, token: str, session: AsyncSession = Depe
     })
 
 
-@router.get("/v1/status/{token}", response_model=StatusOut, tags=["customer"])
+_PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+
+
+@router.get("/v1/status/{token}", response_model=StatusOut,
+            responses={404: {**_PROBLEM, "description": "No case has this status link (unknown or rotated)."},
+                       429: {**_PROBLEM, "description": "Too many lookups or unknown links from this address."}})
 async def get_status(request: Request, token: str, session: AsyncSession = Depends(db_session)) -> StatusOut:
     """The status page as JSON, for the customer's link holder (no other credentials)."""
     case = await Lookup(request, session).case(token)
