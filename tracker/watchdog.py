@@ -7,11 +7,12 @@ A responsible party's ``watch_at`` says when the watchdog must next look at it:
     late       watch_at = when it escalates (one more cadence, or the configured threshold)
     escalated  watch_at = NULL             (it heads the queue until it updates)
 
-The sweep (``sweep``) touches only rows whose ``watch_at`` has passed (indexed), locks their
-cases with ``FOR UPDATE SKIP LOCKED`` (the case row is the one lock every writer of a case
-takes first, so workers and requests never deadlock), moves each party one step, and commits
-in batches. Every step moves ``watch_at`` forward or clears it, so running the sweep twice at
-the same instant changes nothing the second time, and two workers never flag a party twice.
+The sweep (``sweep``) touches only rows whose ``watch_at`` has passed (indexed), locks them and
+their cases with ``FOR UPDATE SKIP LOCKED`` (the case row is the one lock every writer of a case
+takes first; the sweep skips locked rows and never waits, so workers and requests never
+deadlock), moves each party one step, and commits in batches. Every step moves ``watch_at``
+forward or clears it, so running the sweep twice at the same instant changes nothing the second
+time, and two workers never flag a party twice.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from partners.models import Partner
 from tracker import announce
 from tracker.calendars import BusinessCalendar, add_business_time
-from tracker.customer import notify_customer, reachable
-from tracker.casetypes import CaseTypeDef
+from tracker.casetypes import CaseTypeDef, case_type
 from tracker.clock import Clock
+from tracker.customer import notify_customer, reachable
 from tracker.durations import format_duration
 from tracker.errors import Conflict, TooManyRequests
 from tracker.models import Case, Handoff, Party
+from tracker.timeline import append_event
 
 _RULES_CACHE_SECONDS = 30.0
 _rules_cache: dict[str, tuple[float, PartnerRules]] = {}
@@ -141,16 +143,18 @@ class Watchdog:
             .order_by(Party.watch_at)
             .limit(self.config.batch)
         )
-        rows = (await session.execute(_locked(session, query))).all()
+        rows = (await session.execute(_locked(session, query, of=(Party, Case)))).all()
+        wanted = {party.partner_id for party, _ in rows}
+        partners = {p.id: p for p in (await session.scalars(select(Partner).where(Partner.id.in_(wanted)))).all()}
         for party, case in rows:
             result.visited += 1
-            await self._visit(session, party, case, now, result)
+            await self._visit(session, party, case, partners[party.partner_id], now, result)
         await session.flush()
         return len(rows)
 
-    async def _visit(self, session: AsyncSession, party: Party, case: Case, now: dt.datetime, result: SweepResult) -> None:
-        from tracker.cases import append_event, case_type
-
+    async def _visit(
+        self, session: AsyncSession, party: Party, case: Case, partner: Partner, now: dt.datetime, result: SweepResult
+    ) -> None:
         if case.closed_at is not None or party.state == "released":
             party.watch_at = None
             return
@@ -160,8 +164,6 @@ class Watchdog:
             return
         rules = await partner_rules(session, party.partner_id)
         ctype = await case_type(session=session, code=case.type)
-        partner = await session.get(Partner, party.partner_id)
-        assert partner is not None
         if party.state == "on_track":
             due = party.next_update_due
             if due is None or due > now:
@@ -204,8 +206,6 @@ class Watchdog:
         self, session: AsyncSession, case: Case, party: Party, partner: Partner, now: dt.datetime, *,
         reason: str, handoff_id: int | None = None,
     ) -> None:
-        from tracker.cases import append_event
-
         body = {"partner": party.partner_id, "partner_name": partner.name, "role": party.role, "reason": reason,
                 "overdue_since": announce.stamp(party.overdue_since), "escalates_at": announce.stamp(party.watch_at)}
         if handoff_id is not None:
@@ -234,8 +234,6 @@ class Watchdog:
     # -------------------------------------------------------------- handoffs
 
     async def _handoffs_batch(self, session: AsyncSession, now: dt.datetime, result: SweepResult) -> int:
-        from tracker.cases import append_event, case_type
-
         query = (
             select(Handoff, Case)
             .join(Case, Case.id == Handoff.case_id)
@@ -243,7 +241,7 @@ class Watchdog:
             .order_by(Handoff.accept_by)
             .limit(self.config.batch)
         )
-        rows = (await session.execute(_locked(session, query))).all()
+        rows = (await session.execute(_locked(session, query, of=(Handoff, Case)))).all()
         for handoff, case in rows:
             handoff.flagged_at = now
             if case.closed_at is not None:
@@ -275,8 +273,6 @@ class Watchdog:
     # -------------------------------------------------------------- deadlines
 
     async def _deadlines_batch(self, session: AsyncSession, now: dt.datetime, result: SweepResult) -> int:
-        from tracker.cases import append_event, case_type
-
         query = (
             select(Case)
             .where(Case.deadline_at <= now, Case.deadline_passed_at.is_(None), Case.closed_at.is_(None))
@@ -304,7 +300,13 @@ class Watchdog:
 
 
 def _locked(session: AsyncSession, query, of=Case):  # type: ignore[no-untyped-def]
-    """``FOR UPDATE OF cases SKIP LOCKED`` on PostgreSQL; SQLite serializes writers already."""
+    """``FOR UPDATE OF ... SKIP LOCKED`` on PostgreSQL; SQLite serializes writers already.
+
+    Lock every table whose columns the query filters on (the party or handoff as well as its
+    case): when another worker commits a row after this statement's snapshot but before it is
+    locked here, PostgreSQL re-checks the WHERE clause only against the newest versions of the
+    *locked* rows. With only the case locked, the stale party still looked due and was flagged twice.
+    """
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         return query.with_for_update(of=of, skip_locked=True) if of is not None else query.with_for_update(skip_locked=True)
     return query
@@ -321,8 +323,6 @@ async def nudge(
     *, session: AsyncSession, case: Case, party: Party, actor: str, note: str | None, now: dt.datetime
 ) -> dict[str, object]:
     """Staff chase a partner now: timeline entry, webhook, email; at most once an hour per party."""
-    from tracker.cases import append_event
-
     if case.closed_at is not None:
         raise Conflict(f"Case {case.ref} is closed.")
     if party.state == "released":
