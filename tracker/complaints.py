@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, case as sql_case, func, select
+from sqlalchemy import case as sql_case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.models import Notification
 from partners.models import Partner
+from tracker.clock import as_utc
 from tracker.errors import NotFound, Unprocessable
 from tracker.models import Case, Event, Handoff, Party
 
@@ -124,7 +126,18 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 async def scorecard(*, session: AsyncSession, partner_id: str, days: int, now: dt.datetime) -> Scorecard:
-    """Responsiveness over the last ``days`` days, computed from the timeline itself.
+    """Responsiveness of one partner over the last ``days`` days (see ``scorecards``)."""
+    cards = await scorecards(session=session, partner_ids=[partner_id], days=days, now=now)
+    if not cards:
+        raise NotFound(f"No partner {partner_id!r}.")
+    return cards[0]
+
+
+async def scorecards(
+    *, session: AsyncSession, partner_ids: Sequence[str] | None, days: int, now: dt.datetime
+) -> list[Scorecard]:
+    """Responsiveness over the last ``days`` days, computed from the timeline itself, for several
+    partners at once (``None``: every partner) in a fixed number of queries, ordered by partner id.
 
     1. Time to first update: for each party that joined in the window, from joining to its first
        update on that case.
@@ -135,89 +148,212 @@ async def scorecard(*, session: AsyncSession, partner_id: str, days: int, now: d
     """
     if not 1 <= days <= 366:
         raise Unprocessable("days must be between 1 and 366.")
-    partner = await session.get(Partner, partner_id)
-    if partner is None:
-        raise NotFound(f"No partner {partner_id!r}.")
     since = now - dt.timedelta(days=days)
-    kinds = ("update", "party.late", "party.escalated", "party.back_on_track", "party.nudged")
-    rows = (
-        await session.execute(
-            select(Event.case_id, Event.type, Event.received_at)
-            .where(Event.partner_id == partner_id, Event.type.in_(kinds), Event.received_at >= since)
-            .order_by(Event.case_id, Event.received_at)
-        )
-    ).all()
-    counts: dict[str, int] = defaultdict(int)
-    updates_by_case: dict[int, list[dt.datetime]] = defaultdict(list)
-    for case_id, kind, at in rows:
-        counts[kind] += 1
-        if kind == "update":
-            updates_by_case[case_id].append(at)
-    intervals = [
-        (b - a).total_seconds() for stamps in updates_by_case.values() for a, b in zip(stamps, stamps[1:])
-    ]
+    query = select(Partner.id, Partner.name).order_by(Partner.id)
+    if partner_ids is not None:
+        query = query.where(Partner.id.in_(list(partner_ids) or [""]))
+    names = dict((await session.execute(query)).all())
+    if not names:
+        return []
+    ids = list(names)
 
-    joined = (
-        await session.execute(
-            select(Party.case_id, Party.joined_at).where(Party.partner_id == partner_id, Party.joined_at >= since)
+    counts: dict[str, dict[str, int]] = {pid: defaultdict(int) for pid in ids}
+    intervals: dict[str, list[float]] = {pid: [] for pid in ids}
+    for pid, events in (await _partner_events(session, ids, since)).items():
+        for _, kind, _ in events:
+            counts[pid][kind] += 1
+        intervals[pid] = [seconds for _, seconds in _update_intervals(events)]
+
+    # Parties that joined in the window, with their first update on that case, in one query. A
+    # partner updates a case only once it is a party, so its first update is in the window too,
+    # and the indexed (partner, type, time) range finds them all.
+    first_update = (
+        select(Event.case_id, Event.partner_id, func.min(Event.received_at).label("at"))
+        .where(Event.partner_id.in_(ids), Event.type == "update", Event.received_at >= since)
+        .group_by(Event.case_id, Event.partner_id)
+        .subquery()
+    )
+    to_first: dict[str, list[float]] = defaultdict(list)
+    joined = await session.execute(
+        select(Party.partner_id, Party.joined_at, first_update.c.at)
+        .join(first_update, (first_update.c.case_id == Party.case_id) & (first_update.c.partner_id == Party.partner_id))
+        .where(Party.partner_id.in_(ids), Party.joined_at >= since)
+    )
+    for pid, joined_at, first in joined.all():
+        to_first[pid].append((as_utc(first) - joined_at).total_seconds())
+
+    acceptance: dict[str, list[float]] = defaultdict(list)
+    handoffs = await session.execute(
+        select(Handoff.to_partner_id, Handoff.requested_at, Handoff.accepted_at).where(
+            Handoff.to_partner_id.in_(ids), Handoff.accepted_at.is_not(None), Handoff.requested_at >= since
         )
-    ).all()
-    first_updates = dict(
+    )
+    for pid, requested, accepted in handoffs.all():
+        if accepted is not None:
+            acceptance[pid].append((accepted - requested).total_seconds())
+
+    overdue_now = dict(
         (
             await session.execute(
-                select(Event.case_id, func.min(Event.received_at))
-                .where(Event.partner_id == partner_id, Event.type == "update",
-                       Event.case_id.in_([case_id for case_id, _ in joined] or [-1]))
-                .group_by(Event.case_id)
+                select(Party.partner_id, func.count())
+                .join(Case, Case.id == Party.case_id)
+                .where(Party.partner_id.in_(ids), Party.state.in_(("late", "escalated")), Case.closed_at.is_(None))
+                .group_by(Party.partner_id)
             )
         ).all()
     )
-    to_first = [
-        (first_updates[case_id] - joined_at).total_seconds()
-        for case_id, joined_at in joined
-        if case_id in first_updates
-    ]
+    verdicts: dict[str, dict[str, int]] = defaultdict(dict)
+    rows = await session.execute(
+        select(Party.partner_id, Case.satisfaction, func.count())
+        .join(Party, Party.case_id == Case.id)
+        .where(Party.partner_id.in_(ids), Case.satisfaction.is_not(None), Case.satisfaction_at >= since)
+        .group_by(Party.partner_id, Case.satisfaction)
+    )
+    for pid, verdict, n in rows.all():
+        if verdict is not None:
+            verdicts[pid][verdict] = n
 
-    handoffs = (
-        await session.execute(
-            select(Handoff.requested_at, Handoff.accepted_at).where(
-                Handoff.to_partner_id == partner_id, Handoff.accepted_at.is_not(None), Handoff.requested_at >= since
+    cards = []
+    for pid in ids:
+        updates = counts[pid]["update"]
+        cards.append(
+            Scorecard(
+                partner=pid,
+                name=names[pid],
+                window_days=days,
+                since=since,
+                until=now,
+                updates=updates,
+                time_to_first_update=_percentiles(to_first[pid]),
+                median_update_interval_seconds=statistics.median(intervals[pid]) if intervals[pid] else None,
+                on_time_rate=round(1 - counts[pid]["party.back_on_track"] / updates, 4) if updates else None,
+                late_episodes=counts[pid]["party.late"],
+                escalated_episodes=counts[pid]["party.escalated"],
+                nudges=counts[pid]["party.nudged"],
+                handoff_acceptance=_percentiles(acceptance[pid]),
+                currently_overdue=overdue_now.get(pid, 0),
+                satisfaction=verdicts[pid],
             )
         )
-    ).all()
-    acceptance = [(accepted - requested).total_seconds() for requested, accepted in handoffs]
+    return cards
 
-    overdue_now = await session.scalar(
-        select(func.count())
-        .select_from(Party)
-        .join(Case, Case.id == Party.case_id)
-        .where(Party.partner_id == partner_id, Party.state.in_(("late", "escalated")), Case.closed_at.is_(None))
+
+_SCORED_KINDS = ("update", "party.late", "party.escalated", "party.back_on_track", "party.nudged")
+# (case_id, event type, received_at) of one partner, ordered by case then time.
+_PartnerEvent = tuple[int, str, dt.datetime]
+
+
+async def _partner_events(
+    session: AsyncSession, partner_ids: list[str], since: dt.datetime
+) -> dict[str, list[_PartnerEvent]]:
+    """The events a scorecard counts, per partner (one indexed query for all of them)."""
+    rows = await session.execute(
+        select(Event.partner_id, Event.case_id, Event.type, Event.received_at)
+        .where(Event.partner_id.in_(partner_ids), Event.type.in_(_SCORED_KINDS), Event.received_at >= since)
+        .order_by(Event.partner_id, Event.case_id, Event.received_at)
     )
-    verdicts = (
-        await session.execute(
-            select(Case.satisfaction, func.count())
-            .join(Party, and_(Party.case_id == Case.id, Party.partner_id == partner_id))
-            .where(Case.satisfaction.is_not(None), Case.satisfaction_at >= since)
-            .group_by(Case.satisfaction)
-        )
-    ).all()
-    updates = counts["update"]
-    return Scorecard(
+    by_partner: dict[str, list[_PartnerEvent]] = defaultdict(list)
+    for pid, case_id, kind, at in rows.all():
+        if pid is not None:
+            by_partner[pid].append((case_id, kind, at))
+    return by_partner
+
+
+def _update_intervals(events: list[_PartnerEvent]) -> list[tuple[dt.datetime, float]]:
+    """(time of the later update, seconds since the previous one) for consecutive updates on a case."""
+    out = []
+    previous: dict[int, dt.datetime] = {}
+    for case_id, kind, at in events:
+        if kind != "update":
+            continue
+        if case_id in previous:
+            out.append((at, (at - previous[case_id]).total_seconds()))
+        previous[case_id] = at
+    return out
+
+
+class ActivityBucket(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+    updates: int
+    late_episodes: int
+    escalated_episodes: int
+    nudges: int
+    median_update_interval_seconds: float | None
+
+
+class IntervalBin(BaseModel):
+    label: str
+    upto_seconds: float | None = Field(description="Upper bound (exclusive); null for the open last bin.")
+    count: int
+
+
+class Activity(BaseModel):
+    partner: str
+    bucket_days: int
+    buckets: list[ActivityBucket]
+    update_intervals: list[IntervalBin]
+
+
+# How long partners leave between updates on a case, in bins that match typical cadences.
+INTERVAL_BINS: tuple[tuple[str, float | None], ...] = (
+    ("under 1 h", 3600.0),
+    ("1-3 h", 3 * 3600.0),
+    ("3-6 h", 6 * 3600.0),
+    ("6-12 h", 12 * 3600.0),
+    ("12-24 h", 24 * 3600.0),
+    ("over 24 h", None),
+)
+
+
+async def activity(*, session: AsyncSession, partner_id: str, days: int, now: dt.datetime) -> Activity:
+    """A partner's updates, late and escalated episodes and nudges over time, for the scorecard's charts.
+
+    The window is cut into buckets of a day (windows up to two weeks) or a week, counted back from
+    ``now``, so the last bucket always ends now; the first may be shorter. Counts come from the
+    same events as the scorecard's; an update interval falls in the bucket of its later update.
+    """
+    if not 1 <= days <= 366:
+        raise Unprocessable("days must be between 1 and 366.")
+    if await session.get(Partner, partner_id) is None:
+        raise NotFound(f"No partner {partner_id!r}.")
+    since = now - dt.timedelta(days=days)
+    size = dt.timedelta(days=1 if days <= 14 else 7)
+    n = -(-dt.timedelta(days=days) // size)
+    edges = [max(since, now - size * (n - i)) for i in range(n)] + [now]
+    events = (await _partner_events(session, [partner_id], since)).get(partner_id, [])
+
+    def bucket_of(at: dt.datetime) -> int:
+        return max(0, min(n - 1, n - 1 - int((now - at) // size)))
+
+    counts: list[defaultdict[str, int]] = [defaultdict(int) for _ in range(n)]
+    for _, kind, at in events:
+        counts[bucket_of(at)][kind] += 1
+    gaps: list[list[float]] = [[] for _ in range(n)]
+    intervals = _update_intervals(events)
+    for at, seconds in intervals:
+        gaps[bucket_of(at)].append(seconds)
+    bins = [0] * len(INTERVAL_BINS)
+    for _, seconds in intervals:
+        bins[next(i for i, (_, upto) in enumerate(INTERVAL_BINS) if upto is None or seconds < upto)] += 1
+    return Activity(
         partner=partner_id,
-        name=partner.name,
-        window_days=days,
-        since=since,
-        until=now,
-        updates=updates,
-        time_to_first_update=_percentiles(to_first),
-        median_update_interval_seconds=statistics.median(intervals) if intervals else None,
-        on_time_rate=round(1 - counts["party.back_on_track"] / updates, 4) if updates else None,
-        late_episodes=counts["party.late"],
-        escalated_episodes=counts["party.escalated"],
-        nudges=counts["party.nudged"],
-        handoff_acceptance=_percentiles(acceptance),
-        currently_overdue=overdue_now or 0,
-        satisfaction={verdict: n for verdict, n in verdicts},
+        bucket_days=size.days,
+        buckets=[
+            ActivityBucket(
+                start=edges[i],
+                end=edges[i + 1],
+                updates=counts[i]["update"],
+                late_episodes=counts[i]["party.late"],
+                escalated_episodes=counts[i]["party.escalated"],
+                nudges=counts[i]["party.nudged"],
+                median_update_interval_seconds=statistics.median(gaps[i]) if gaps[i] else None,
+            )
+            for i in range(n)
+        ],
+        update_intervals=[
+            IntervalBin(label=label, upto_seconds=upto, count=bins[i]) for i, (label, upto) in enumerate(INTERVAL_BINS)
+        ],
     )
 
 

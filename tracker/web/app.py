@@ -21,7 +21,7 @@ from tracker.clock import Clock, SystemClock
 from tracker.config import Settings, get_settings
 from tracker.db import make_engine, make_sessionmaker
 from tracker.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from tracker.web import api, health, hooks, problems, status_pages
+from tracker.web import api, console, health, hooks, problems, status_pages
 from tracker.web.deps import Runtime
 from tracker.worker import Worker
 
@@ -74,6 +74,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(hooks.router)
     app.include_router(status_pages.router)
+    app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, https=(settings.public_base_url or "").startswith("https://"))
