@@ -521,6 +521,8 @@ async def patch_party(
     changes = payload.model_dump(mode="json", exclude_none=True)
     if not changes:
         raise Unprocessable("Nothing to change: give role, responsible, cadence or released.")
+    if payload.released and principal.is_staff:
+        principal.require_staff("supervisor")
     if payload.role is not None:
         party.role = payload.role
     if payload.cadence is not None:
@@ -703,6 +705,8 @@ async def close_case(
     case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     if not principal.is_staff and principal.partner_id != case.owner_id:
         raise Forbidden("Only the owner partner (or staff) may close the case.")
+    if principal.is_staff:
+        principal.require_staff("supervisor")
     _require_open(case)
     ctype = await case_type(session=session, code=case.type)
     status = payload.status or "closed"

@@ -15,6 +15,7 @@ from notifications.transports import TransportError
 from tracker.customer import on_permanent_failure
 from tracker.sms_inbound import handle_inbound_sms
 from tracker.errors import Forbidden
+from tracker.schemas import Problem
 from tracker.web.deps import db_session, runtime
 
 log = logging.getLogger("baton.hooks")
@@ -73,7 +74,9 @@ async def twilio_status_callback(
     return Response(status_code=204)
 
 
-@router.post("/sms", responses={200: {"content": {"application/xml": {}}}, 403: {"description": "Invalid signature"}})
+@router.post("/sms", responses={200: {"content": {"application/xml": {}}}, 403: {"description": "Invalid signature"},
+                                429: {"model": Problem, "content": {"application/problem+json": {}},
+                                      "description": "Too many text messages from this sender."}})
 async def twilio_inbound_sms(
     request: Request, params: dict[str, str] = Depends(twilio_form), session: AsyncSession = Depends(db_session)
 ) -> Response:

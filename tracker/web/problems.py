@@ -70,7 +70,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError) -> JSONResponse:
         # The database refused a value the validators let through: the client's input, not our fault.
-        log.warning("database refused a value on %s %s: %s", request.method, _route(request), exc.orig)
+        log.warning("database refused a value on %s %s: %s", request.method, _route(request), type(exc.orig).__name__)
         return problem_response(Unprocessable("A value in the request cannot be stored (out of range or invalid)."))
 
     @app.exception_handler(Exception)
