@@ -62,5 +62,8 @@ async def enqueue(
         return True
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(Notification).values(**values)
-    result = await session.execute(stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    return result.rowcount == 1
+    # RETURNING, not rowcount: psycopg's async adapter reports -1 for INSERT ... ON CONFLICT.
+    result = await session.execute(
+        stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Notification.id)
+    )
+    return result.first() is not None

@@ -123,8 +123,9 @@ async def consume_nonce(*, session: AsyncSession, keyid: str, nonce: str, expire
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(SignatureNonce)
     stmt = stmt.values(keyid=keyid, nonce=nonce, expires_at=expires_at).on_conflict_do_nothing()
-    result = await session.execute(stmt)
-    return result.rowcount == 1
+    # RETURNING, not rowcount: psycopg's async adapter reports -1 for INSERT ... ON CONFLICT.
+    result = await session.execute(stmt.returning(SignatureNonce.keyid))
+    return result.first() is not None
 
 
 async def purge_nonces(*, session: AsyncSession, now: dt.datetime) -> int:
