@@ -30,8 +30,12 @@ test: $(STAMP) node_modules/.package-lock.json
 openapi: $(STAMP)
 	$(BIN)/python -m tools.openapi
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+$(VENV)/.bench-installed: $(STAMP) requirements-bench.lock
+	$(BIN)/python -m pip install --quiet -r requirements-bench.lock
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 migrate: $(STAMP)
 	$(BIN)/baton migrate

@@ -1,0 +1,1 @@
+"""Baton's benchmark: ``make bench`` / ``python -m bench [--quick] [--profile]``. See ``bench/run.py``."""
