@@ -155,6 +155,7 @@ def _print_demo(base: str, var_dir: Path, admin_token: str | None) -> None:
     token = admin_token or (token_file.read_text().strip() if token_file.exists() else "(see BATON_ADMIN_TOKEN)")
     print(f"""
 Baton demo
+  Console           {base}/console/  (sign in with the admin token)
   API docs          {base}/docs
   Demo case         {case['ref']} (WorldTracer JFKUA12345)
   Customer's link   {case['status_url']}
