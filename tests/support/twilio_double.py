@@ -27,8 +27,7 @@ the generated code (``twilio.rest.api.ApiBase`` → ``"https://api.twilio.com"``
 ...)``. That ``http_client`` is the one seam the client offers (a constructor argument, documented
 for proxies and custom transports), so the app should rebase the URL there::
 
-    from twilio.http.http_client import TwilioHttpClient
-    from twilio.rest import Client
+        from twilio.rest import Client
 
     class RebasedTwilioHttpClient(TwilioHttpClient):   # as defined in this module
         def __init__(self, api_base, **kwargs): ...
@@ -85,14 +84,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, TypedDict
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+
+# The app's own rebasing client is what Baton runs in production; the double uses the same one.
+from notifications.sms import RebasedTwilioHttpClient, rebase_twilio_url
 
 __all__ = [
     "AsyncRebasedTwilioHttpClient",
@@ -153,20 +154,6 @@ SentMessage = TypedDict(
 # --- pointing the real client at the double ---------------------------------------------------
 
 
-def rebase_twilio_url(url: str, api_base: str) -> str:
-    """Move a ``https://*.twilio.com/...`` URL onto ``api_base``, keeping its path and query.
-
-    Other URLs pass unchanged: only Twilio's own hosts are replaced, whatever edge or region the
-    client put into them.
-    """
-    target = urlsplit(url)
-    host = target.hostname or ""
-    if host != "twilio.com" and not host.endswith(".twilio.com"):
-        return url
-    base = urlsplit(api_base)
-    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + target.path, target.query, ""))
-
-
 def _checked_api_base(api_base: str) -> str:
     parts = urlsplit(api_base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -174,37 +161,6 @@ def _checked_api_base(api_base: str) -> str:
             f"BATON_TWILIO_API_BASE must be an http(s) URL such as http://127.0.0.1:8000, not {api_base!r}"
         )
     return api_base
-
-
-class RebasedTwilioHttpClient(TwilioHttpClient):
-    """Twilio's own HTTP client (``requests``), sending to ``api_base`` instead of twilio.com."""
-
-    def __init__(self, api_base: str, **kwargs: Any) -> None:
-        """``kwargs`` go to ``TwilioHttpClient`` (pass ``timeout``: its default is to wait forever)."""
-        super().__init__(**kwargs)
-        self.api_base = _checked_api_base(api_base)
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
-        allow_redirects: bool = False,
-    ) -> Response:
-        return super().request(
-            method,
-            rebase_twilio_url(url, self.api_base),
-            params=params,
-            data=data,
-            headers=headers,
-            auth=auth,
-            timeout=timeout,
-            allow_redirects=allow_redirects,
-        )
 
 
 class AsyncRebasedTwilioHttpClient(AsyncTwilioHttpClient):
