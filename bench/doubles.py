@@ -13,13 +13,13 @@ import signal
 import sys
 import threading
 
-from tests.support import twilio_double
+from tests.support import _http
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
 
 # socketserver's default listen backlog is 5: under load the double refused connections that the
 # real Twilio API would accept, and the dispatcher counted them as transient failures.
-twilio_double._Server.request_queue_size = 256
+_http.Server.request_queue_size = 256
 
 
 def main() -> int:

@@ -15,7 +15,6 @@ refused) until ``start()`` opens the same port again.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from dataclasses import dataclass
 from email import policy
@@ -26,6 +25,8 @@ from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.support._http import free_port
 
 __all__ = ["Delivery", "SMTPSink"]
 
@@ -48,7 +49,7 @@ class SMTPSink:
     def __init__(self, *, credentials: tuple[str, str] | None = None) -> None:
         """With ``credentials`` (user, password), clients must log in (AUTH without TLS)."""
         self.host = "127.0.0.1"
-        self.port = _free_port()
+        self.port = free_port()
         self.credentials = credentials
         self._controller: Controller | None = None
         self._changed = threading.Condition()
@@ -214,9 +215,3 @@ class _Handler:
             )
         )
         return "250 Message accepted for delivery"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -71,18 +71,13 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
-import json
 import math
 import re
 import secrets
-import socket
-import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
@@ -94,6 +89,7 @@ from twilio.rest import Client
 
 # The app's own rebasing client is what Baton runs in production; the double uses the same one.
 from notifications.sms import RebasedTwilioHttpClient, rebase_twilio_url
+from tests.support._http import Reply, Server, free_port
 
 __all__ = [
     "AsyncRebasedTwilioHttpClient",
@@ -240,7 +236,7 @@ class _Failure:
             raise ValueError(f"a Twilio failure is a 4xx or 5xx status, not {status}")
         return cls(status, code, message or known_message or f"Error {code} (Twilio double)")
 
-    def reply(self, **context: str) -> _Reply:
+    def reply(self, **context: str) -> Reply:
         body: dict[str, Any] = {
             "code": self.code,
             "message": self.message.format_map(_Blank(context)),
@@ -251,7 +247,7 @@ class _Failure:
         if self.code == 20003:
             body["detail"] = "Your AccountSid or AuthToken was incorrect."
             headers = (("WWW-Authenticate", 'Basic realm="Twilio API"'),)
-        return _Reply.json(self.status, body, headers)
+        return Reply.json(self.status, body, headers)
 
 
 class _Blank(dict[str, str]):
@@ -277,12 +273,12 @@ class TwilioDouble:
         default recipient of ``inbound_sms``. ``callback_transport`` is where ``deliver`` sends
         status callbacks (e.g. ``httpx.WSGITransport``); by default over a real socket."""
         self.host = "127.0.0.1"
-        self.port = _free_port()
+        self.port = free_port()
         self.account_sid = account_sid or f"AC{secrets.token_hex(16)}"
         self.auth_token = auth_token or secrets.token_hex(16)
         self.phone_number = phone_number
         self.callback_transport = callback_transport
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._changed = threading.Condition()
         self._messages: list[SentMessage] = []
         self._attempts = 0
@@ -307,7 +303,7 @@ class TwilioDouble:
     def start(self) -> Self:
         """Listen (again, on the same port). Does nothing if already listening."""
         if self._server is None:
-            self._server = _Server((self.host, self.port), self._respond, name="twilio-double")
+            self._server = Server((self.host, self.port), self._respond, name="twilio-double")
         return self
 
     def stop(self) -> None:
@@ -538,7 +534,7 @@ class TwilioDouble:
 
     # --- called from the server's threads -----------------------------------------------
 
-    def _respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Reply:
+    def _respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
         """1. Unknown path: 404; other method than POST: 405 (Twilio's codes).
         2. Basic auth must name this account and its token: else 401 (20003).
         3. An injected failure (``fail_next`` first, then ``fail_with``) answers instead.
@@ -570,7 +566,7 @@ class TwilioDouble:
             message = self._accept(form)
             self._messages.append(message)
             self._changed.notify_all()
-        return _Reply.json(201, _resource(message)).delayed(delay)
+        return Reply.json(201, _resource(message)).delayed(delay)
 
     def _authorized(self, authorization: str, account_sid: str) -> bool:
         scheme, _, encoded = authorization.partition(" ")
@@ -665,79 +661,3 @@ def sms_segments(body: str) -> int:
     else:
         units, single, multi = len(body.encode("utf-16-le")) // 2, 70, 67
     return 1 if units <= single else math.ceil(units / multi)
-
-
-# --- HTTP plumbing ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-    delay: tuple[float, threading.Event] | None = None
-
-    @classmethod
-    def json(cls, status: int, payload: object, headers: tuple[tuple[str, str], ...] = ()) -> _Reply:
-        return cls(status, json.dumps(payload).encode(), (("Content-Type", "application/json"), *headers))
-
-    def delayed(self, delay: tuple[float, threading.Event] | None) -> _Reply:
-        return _Reply(self.status, self.body, self.headers, delay)
-
-
-_Respond = Callable[[str, str, dict[str, str], bytes], _Reply]  # (method, target, headers, body)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0 (the default): one request per connection, so no pooled connection outlives stop().
-    server: _Server
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = self.server.respond(self.command, self.path, headers, body)
-        if reply.delay is not None:
-            seconds, released = reply.delay
-            released.wait(seconds)
-        self.send_response(reply.status)
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    do_GET = do_PUT = do_DELETE = do_POST
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # pytest shows failures; a line per request on stderr would only bury them
-
-
-class _Server(ThreadingHTTPServer):
-    """A thread per request (concurrent, and a hung answer blocks only its own client), served
-    from a daemon thread that ``close`` stops within one short poll."""
-
-    daemon_threads = True  # a hung answer must not keep the test process alive
-
-    def __init__(self, address: tuple[str, int], respond: _Respond, *, name: str) -> None:
-        self.respond = respond
-        super().__init__(address, _Handler)
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.01}, name=name)
-        self._thread.daemon = True
-        self._thread.start()
-
-    def close(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up on a late answer has closed its end: that is the scenario.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

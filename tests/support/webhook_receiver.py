@@ -27,18 +27,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import socket
-import sys
 import threading
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
 from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.support._http import Reply, Server, free_port
 
 __all__ = ["Received", "WebhookReceiver"]
 
@@ -60,11 +57,11 @@ class WebhookReceiver:
         """``secret`` is the partner's ``whsec_...`` signing secret; requests to other paths
         than ``path`` get 404, as from a misconfigured URL."""
         self.host = "127.0.0.1"
-        self.port = _free_port()
+        self.port = free_port()
         self.path = path
         self.check_timestamp = check_timestamp
         self._webhook = Webhook(secret)
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._changed = threading.Condition()
         self._received: list[Received] = []
         self._attempts: list[Received] = []
@@ -83,7 +80,7 @@ class WebhookReceiver:
     def accept(self) -> Self:
         """Listen (again, on the same port). Does nothing if already listening."""
         if self._server is None:
-            self._server = _Server((self.host, self.port), self._respond, name="webhook-receiver")
+            self._server = Server((self.host, self.port), self._respond, name="webhook-receiver")
         return self
 
     def refuse(self) -> None:
@@ -196,7 +193,7 @@ class WebhookReceiver:
 
     # --- called from the server's threads -----------------------------------------------
 
-    def _respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Reply:
+    def _respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
         """1. Not ``path``: 404; not POST: 405.
         2. Verify; an injected failure answers instead of processing (kept in ``attempts``).
         3. Otherwise keep the request in ``received``: 204 if verified, else 401.
@@ -205,9 +202,9 @@ class WebhookReceiver:
         with self._changed:
             delay = self._hang
         if urlsplit(target).path != self.path:
-            return _Reply(404, delay)
+            return Reply(404, delay=delay)
         if method != "POST":
-            return _Reply(405, delay)
+            return Reply(405, delay=delay)
         webhook_id = headers.get("webhook-id")
         payload, error = self._verify(body, headers)
         item = Received(webhook_id, payload, error is None, headers)
@@ -215,12 +212,12 @@ class WebhookReceiver:
             self._attempts.append(item)
             failure = self._failures_next.pop(0) if self._failures_next else self._failure
             if failure is not None:
-                return _Reply(failure, delay)
+                return Reply(failure, delay=delay)
             self._received.append(item)
             if error is not None:
                 self._rejections.append((webhook_id, error))
             self._changed.notify_all()
-        return _Reply(204 if error is None else 401, delay)
+        return Reply(204 if error is None else 401, delay=delay)
 
     def _verify(self, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:
         """The payload and ``None``, or the payload as far as it parses and why it failed."""
@@ -267,67 +264,3 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return payload if isinstance(payload, dict) else {}
-
-
-# --- HTTP plumbing ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    delay: tuple[float, threading.Event] | None = None
-
-
-_Respond = Callable[[str, str, dict[str, str], bytes], _Reply]  # (method, target, headers, body)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0 (the default): one request per connection, so no pooled connection outlives refuse().
-    server: _Server
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = self.server.respond(self.command, self.path, headers, body)
-        if reply.delay is not None:
-            seconds, released = reply.delay
-            released.wait(seconds)
-        self.send_response(reply.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = do_PUT = do_DELETE = do_POST
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # pytest shows failures; a line per request on stderr would only bury them
-
-
-class _Server(ThreadingHTTPServer):
-    """A thread per request (concurrent, and a hung answer blocks only its own client), served
-    from a daemon thread that ``close`` stops within one short poll."""
-
-    daemon_threads = True  # a hung answer must not keep the test process alive
-
-    def __init__(self, address: tuple[str, int], respond: _Respond, *, name: str) -> None:
-        self.respond = respond
-        super().__init__(address, _Handler)
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.01}, name=name)
-        self._thread.daemon = True
-        self._thread.start()
-
-    def close(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A sender that gave up on a late answer has closed its end: that is the scenario.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

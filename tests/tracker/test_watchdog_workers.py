@@ -29,7 +29,7 @@ from notifications.models import Notification
 from partners.models import Partner
 from partners.service import new_webhook_secret
 from tests.conftest import Database
-from tests.support import webhook_receiver
+from tests.support import _http
 from tests.support.smtp import SMTPSink
 from tests.support.webhook_receiver import WebhookReceiver
 from tracker.chain import GENESIS
@@ -120,7 +120,7 @@ async def test_two_workers_flag_each_of_10000_due_parties_once_and_send_each_rem
     pg_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Two workers open up to 64 connections at once; the double's default listen backlog is 5.
-    monkeypatch.setattr(webhook_receiver._Server, "request_queue_size", 1024)
+    monkeypatch.setattr(_http.Server, "request_queue_size", 1024)
     secret = new_webhook_secret()
     engine = make_engine(Settings(database_url=pg_db.url))
     with WebhookReceiver(secret) as receiver, SMTPSink() as sink:
