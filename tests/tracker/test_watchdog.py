@@ -2,92 +2,27 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
-import pytest
-from sqlalchemy import select
-
-from notifications.dispatcher import Dispatcher
-from notifications.models import Notification
-from notifications.transports import EmailTransport, WebhookTransport
 from tests.conftest import World
 from tests.support.smtp import SMTPSink
 from tests.support.webhook_receiver import WebhookReceiver
-from tracker.watchdog import Watchdog, WatchdogConfig, forget_partner_rules
 
+if TYPE_CHECKING:
+    from tests.tracker.watchdog_rig import Rig
+
+pytest_plugins = ["tests.tracker.watchdog_rig"]  # the rig and smtp fixtures
 SUPERVISORS = "complaints@ua.example"
 
 
-@pytest.fixture
-def smtp() -> Iterator[SMTPSink]:
-    with SMTPSink() as sink:
-        yield sink
-
-
-class Rig:
-    """The watchdog and dispatcher of the app under test, sending to a real receiver and SMTP server."""
-
-    def __init__(self, world: World, smtp: SMTPSink) -> None:
-        app = world.client._transport.app  # type: ignore[attr-defined]
-        self.world = world
-        self.sessionmaker = app.state.runtime.sessionmaker
-        self.watchdog = Watchdog(sessionmaker=self.sessionmaker, clock=world.clock,
-                                 config=WatchdogConfig(supervisors_email=SUPERVISORS))
-        self.dispatcher = Dispatcher(
-            sessionmaker=self.sessionmaker, clock=world.clock,
-            transports={"webhook": WebhookTransport(timeout=2.0),
-                        "email": EmailTransport(url=smtp.url, sender="Baton <baton@baton.test>")},
-        )
-
-    async def tick(self) -> Any:
-        result = await self.watchdog.sweep()
-        await self.dispatcher.drain()
-        return result
-
-    async def notifications(self, **where: Any) -> list[Notification]:
-        async with self.sessionmaker() as session:
-            query = select(Notification).order_by(Notification.id)
-            for key, value in where.items():
-                query = query.where(getattr(Notification, key) == value)
-            return list((await session.scalars(query)).all())
-
-
-@pytest.fixture
-async def rig(world: World, smtp: SMTPSink) -> AsyncIterator[Rig]:
-    forget_partner_rules()
-    yield Rig(world, smtp)
-
-
-@pytest.fixture
-async def lh_receiver(world: World) -> AsyncIterator[WebhookReceiver]:
-    """Lufthansa's webhook endpoint, registered with Lufthansa's webhook secret."""
-    with WebhookReceiver(await _webhook_secret(world, "lh")) as receiver:
-        await _set_webhook_url(world, "lh", receiver.url)
-        yield receiver
-
-
-async def _webhook_secret(world: World, partner: str) -> str:
-    from partners.models import Partner
-
-    sessionmaker = world.client._transport.app.state.runtime.sessionmaker  # type: ignore[attr-defined]
-    async with sessionmaker() as session:
-        return (await session.get(Partner, partner)).webhook_secret  # type: ignore[union-attr]
-
-
-async def _set_webhook_url(world: World, partner: str, url: str) -> None:
-    from partners.models import Partner
-
-    sessionmaker = world.client._transport.app.state.runtime.sessionmaker  # type: ignore[attr-defined]
-    async with sessionmaker() as session:
-        (await session.get(Partner, partner)).webhook_url = url  # type: ignore[union-attr]
-        await session.commit()
-
-
 async def test_silent_partner_is_late_then_escalated_then_back_on_track(
-    world: World, rig: Rig, smtp: SMTPSink, lh_receiver: WebhookReceiver
+    world: World, rig: Rig, smtp: SMTPSink
 ) -> None:
+    async with rig.receiver_for("lh") as lh_receiver:
+        await _story(world, rig, smtp, lh_receiver)
+
+
+async def _story(world: World, rig: Rig, smtp: SMTPSink, lh_receiver: WebhookReceiver) -> None:
     case = await world.open_case()
     ref = case["ref"]
     await rig.tick()  # case.opened and party notices go out first
