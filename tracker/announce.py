@@ -60,20 +60,38 @@ async def webhooks(
     )
     queued = 0
     for partner_id, url in rows.all():
-        payload = {"type": kind, "timestamp": stamp(now), "data": {"case": case_summary(case), **(data or {})}}
-        queued += await enqueue(
-            session=session,
-            channel="webhook",
-            audience="partner",
-            kind=kind,
-            recipient=url,
-            now=now,
-            case_id=case.id,
-            partner_id=partner_id,
-            payload=payload,
-            dedupe_key=f"{dedupe_key}:{partner_id}" if dedupe_key else None,
-        )
+        queued += await webhook_to(session=session, case=case, kind=kind, partner_id=partner_id, url=url, now=now,
+                                   data=data, dedupe_key=dedupe_key)
     return queued
+
+
+async def webhook_to(
+    *,
+    session: AsyncSession,
+    case: Case,
+    kind: str,
+    partner_id: str,
+    url: str | None,
+    now: dt.datetime,
+    data: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """One partner's webhook, when the caller already holds its URL (the sweep does, per batch)."""
+    if not url:
+        return False
+    payload = {"type": kind, "timestamp": stamp(now), "data": {"case": case_summary(case), **(data or {})}}
+    return await enqueue(
+        session=session,
+        channel="webhook",
+        audience="partner",
+        kind=kind,
+        recipient=url,
+        now=now,
+        case_id=case.id,
+        partner_id=partner_id,
+        payload=payload,
+        dedupe_key=f"{dedupe_key}:{partner_id}" if dedupe_key else None,
+    )
 
 
 async def partner_email(

@@ -185,8 +185,8 @@ class Watchdog:
             append_event(session=session, case=case, type="party.escalated", actor="system", visibility="parties",
                          body=body, now=now, partner_id=party.partner_id)
             key = f"escalated:{party.id}:{announce.stamp(party.overdue_since)}"
-            await announce.webhooks(session=session, case=case, kind="party.escalated", partner_ids=[party.partner_id],
-                                    now=now, data=body, dedupe_key=key)
+            await announce.webhook_to(session=session, case=case, kind="party.escalated", partner_id=party.partner_id,
+                                    url=partner.webhook_url, now=now, data=body, dedupe_key=key)
             await announce.supervisors_email(
                 session=session, case=case, kind="party.escalated", address=self.config.supervisors_email,
                 partner=partner, now=now, dedupe_key=key, context=self._context(party, partner),
@@ -213,8 +213,8 @@ class Watchdog:
         append_event(session=session, case=case, type="party.late", actor="system", visibility="parties",
                      body=body, now=now, partner_id=party.partner_id)
         key = f"late:{party.id}:{announce.stamp(party.overdue_since)}"
-        await announce.webhooks(session=session, case=case, kind="party.late", partner_ids=[party.partner_id],
-                                now=now, data=body, dedupe_key=key)
+        await announce.webhook_to(session=session, case=case, kind="party.late", partner_id=party.partner_id,
+                                url=partner.webhook_url, now=now, data=body, dedupe_key=key)
         await announce.partner_email(session=session, case=case, kind="party.late", partner=partner, now=now,
                                      dedupe_key=key, context={**self._context(party, partner), "handoff_id": handoff_id})
 
@@ -344,8 +344,8 @@ async def nudge(
     event = append_event(session=session, case=case, type="party.nudged", actor=actor, visibility="parties",
                          body=body, now=now, partner_id=party.partner_id)
     key = f"nudge:{party.id}:{announce.stamp(now)}"
-    await announce.webhooks(session=session, case=case, kind="party.nudged", partner_ids=[party.partner_id],
-                            now=now, data=body, dedupe_key=key)
+    await announce.webhook_to(session=session, case=case, kind="party.nudged", partner_id=party.partner_id,
+                            url=partner.webhook_url, now=now, data=body, dedupe_key=key)
     await announce.partner_email(
         session=session, case=case, kind="party.nudged", partner=partner, now=now, dedupe_key=key,
         context={**Watchdog._context(party, partner), "nudged_by": actor.partition(":")[2] or actor, "note": note},
