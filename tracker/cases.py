@@ -541,10 +541,9 @@ async def patch_party(
         party.responsible = payload.responsible
         if not party.responsible and party.state in ("late", "escalated"):
             _clear_overdue(party)
-    if party.state == "on_track":
-        # A new cadence or responsibility counts from now; a late party keeps its overdue clock.
-        schedule(party, now=now, rules=await partner_rules(session, party.partner_id))
-    elif party.state == "released":
+    if party.state in ("on_track", "released"):
+        # A new cadence or responsibility counts from now (a released party is no longer watched);
+        # a late party keeps its overdue clock.
         schedule(party, now=now, rules=await partner_rules(session, party.partner_id))
     append_event(
         session=session,
