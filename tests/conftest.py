@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from partners.client import BatonSigner
 from tests.support.postgres import PostgresCluster, postgres_available
+from tests.support.smtp import SMTPSink
+from tests.support.twilio_double import TwilioDouble
 from tracker.clock import UTC, FrozenClock
 from tracker.config import Settings
 from tracker.db import make_engine, make_sessionmaker
@@ -103,6 +105,23 @@ def pg_db(pg_cluster: PostgresCluster, pg_template: str) -> Iterator[Database]:
     url = pg_cluster.create_database(name, template=pg_template)
     yield Database("postgres", url)
     pg_cluster.drop_database(name)
+
+
+# ---------------------------------------------------------------- the machine's edge: real servers on 127.0.0.1
+
+
+@pytest.fixture
+def twilio() -> Iterator[TwilioDouble]:
+    """Twilio's REST API, spoken over HTTP to the real twilio client."""
+    with TwilioDouble() as double:
+        yield double
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPSink]:
+    """A real SMTP server that keeps what it receives."""
+    with SMTPSink() as sink:
+        yield sink
 
 
 # ---------------------------------------------------------------- the app

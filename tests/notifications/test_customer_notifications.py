@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,18 +19,6 @@ from tracker.worker import Worker
 
 PHONE = "+14155550100"
 PUBLIC = "http://baton.test"
-
-
-@pytest.fixture
-def twilio() -> Iterator[TwilioDouble]:
-    with TwilioDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPSink]:
-    with SMTPSink() as sink:
-        yield sink
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ the Twilio double) for the URL Baton validates against: its public base URL + ``
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from xml.etree import ElementTree
 
@@ -36,12 +36,6 @@ GRETE = "+4915112345678"
 GRETE_CUSTOMER = {"name": "Grete Müller", "phone": GRETE, "locale": "de", "timezone": "Europe/Berlin"}
 STRANGER = "+16175550123"
 UA_HOOK = "https://hooks.ua.example/baton"
-
-
-@pytest.fixture
-def twilio() -> Iterator[TwilioDouble]:
-    with TwilioDouble() as double:
-        yield double
 
 
 @pytest.fixture

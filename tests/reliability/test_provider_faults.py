@@ -38,7 +38,7 @@ import collections
 import datetime as dt
 import gc
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -88,18 +88,6 @@ FAULTS = {
 def clock() -> FrozenClock:
     # Monday 2 November 2026, 10:00 in New York: SMS are not held for the customer's night.
     return FrozenClock(dt.datetime(2026, 11, 2, 15, 0, tzinfo=UTC))
-
-
-@pytest.fixture
-def twilio() -> Iterator[TwilioDouble]:
-    with TwilioDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPSink]:
-    with SMTPSink() as sink:
-        yield sink
 
 
 @pytest.fixture

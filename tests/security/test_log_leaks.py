@@ -106,18 +106,6 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def twilio() -> Iterator[TwilioDouble]:
-    with TwilioDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPSink]:
-    with SMTPSink() as sink:
-        yield sink
-
-
-@pytest.fixture
 def settings(captured: Capture, db: Database, twilio: TwilioDouble, smtp: SMTPSink) -> Settings:
     # Depends on `captured`: logging is captured before the world registers its partners.
     return Settings(

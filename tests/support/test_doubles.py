@@ -47,12 +47,6 @@ CALLBACK_URL = "https://baton.test/twilio/status"
 
 
 @pytest.fixture
-def twilio() -> Iterator[TwilioDouble]:
-    with TwilioDouble() as double:
-        yield double
-
-
-@pytest.fixture
 def client(twilio: TwilioDouble) -> Client:
     return twilio_client_for(twilio)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 H = 3600.0  # seconds in an hour
 
-pytest_plugins = ["tests.tracker.watchdog_rig"]  # the rig and smtp fixtures
+pytest_plugins = ["tests.tracker.watchdog_rig"]  # the rig fixture
 
 
 def instant(text: str) -> dt.datetime:

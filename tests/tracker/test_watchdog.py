@@ -11,7 +11,7 @@ from tests.support.webhook_receiver import WebhookReceiver
 if TYPE_CHECKING:
     from tests.tracker.watchdog_rig import Rig
 
-pytest_plugins = ["tests.tracker.watchdog_rig"]  # the rig and smtp fixtures
+pytest_plugins = ["tests.tracker.watchdog_rig"]  # the rig fixture
 SUPERVISORS = "complaints@ua.example"
 
 

@@ -18,7 +18,7 @@ OWNER = {"partner": "ua", "role": "owner"}
 BERLIN_OFFICE_HOURS = {"timezone": "Europe/Berlin", "days": ["mon", "tue", "wed", "thu", "fri"],
                        "start": "08:00", "end": "18:00"}
 
-pytest_plugins = ["tests.tracker.watchdog_rig"]  # the rig and smtp fixtures
+pytest_plugins = ["tests.tracker.watchdog_rig"]  # the rig fixture
 
 
 def watched(partner: str, cadence: str = "PT6H", role: str = "carrier") -> dict[str, Any]:

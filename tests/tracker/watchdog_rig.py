@@ -1,6 +1,6 @@
 """Shared helpers for the watchdog suites: the app's watchdog and dispatcher wired to real doubles.
 
-    pytest_plugins = ["tests.tracker.watchdog_rig"]  # provides the `rig` and `smtp` fixtures
+    pytest_plugins = ["tests.tracker.watchdog_rig"]  # provides the `rig` fixture (smtp comes from conftest)
 
     async def test_...(world: World, rig: Rig) -> None:  # Rig imported under TYPE_CHECKING
         async with rig.receiver_for("lh") as lh:
@@ -16,7 +16,7 @@ module at run time, so pytest rewrites its asserts.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -84,12 +84,6 @@ class Rig:
             for key, value in where.items():
                 query = query.where(getattr(Notification, key) == value)
             return list((await session.scalars(query)).all())
-
-
-@pytest.fixture
-def smtp() -> Iterator[SMTPSink]:
-    with SMTPSink() as sink:
-        yield sink
 
 
 @pytest.fixture
