@@ -200,10 +200,15 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
     return None
 
 
-def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, str]:
+def write(results: dict[str, Any], out_dir: Path, *, latest: bool = True) -> tuple[Path, str]:
+    """The run's JSON, and (for a whole run) latest.json, latest.md and the chart latest.png."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = results["meta"]["started_at"].replace(":", "").replace("-", "")
     text = json.dumps(results, indent=2, default=str)
+    if not latest:
+        path = out_dir / f"partial-{stamp}.json"
+        path.write_text(text)
+        return path, markdown(results)
     (out_dir / f"{stamp}.json").write_text(text)
     (out_dir / "latest.json").write_text(text)
     table = markdown(results)

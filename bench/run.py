@@ -727,13 +727,9 @@ class Bench:
         try:
             self.start_stack()
             self.seed()
-            self.updates()
-            self.drivers()
-            self.profile()
-            self.console_pages()
-            self.dispatcher()
-            self.status_page()
-            self.sweep()
+            for name, phase in self.phases():
+                if self.args.only is None or name in self.args.only:
+                    phase()
             self.snapshot_rss()
         except KeyboardInterrupt:
             failed = "interrupted"
@@ -754,16 +750,21 @@ class Bench:
         if failed:
             meta["failed"] = failed
             self.results["notes"].append(f"The run did not complete: {failed}")
-        path, table = report.write(self.results, RESULTS)
+        path, table = report.write(self.results, RESULTS, latest=self.args.only is None)
         console.rule("[bold]Results")
         console.print(table, markup=False, highlight=False)
-        console.print(f"written: {path.relative_to(ROOT)}, bench/results/latest.json, latest.md, latest.png "
-                      f"({meta['wall_seconds']:.0f} s in all)")
+        written = "" if self.args.only else ", bench/results/latest.json, latest.md, latest.png"
+        console.print(f"written: {path.relative_to(ROOT)}{written} ({meta['wall_seconds']:.0f} s in all)")
         if not self.args.keep_logs and not failed:
             shutil.rmtree(self.work, ignore_errors=True)
         else:
             console.print(f"logs kept in {self.work}")
         return 1 if failed else 0
+
+    def phases(self) -> list[tuple[str, Any]]:
+        return [("updates", self.updates), ("drivers", self.drivers), ("profile", self.profile),
+                ("console", self.console_pages), ("dispatcher", self.dispatcher), ("status", self.status_page),
+                ("sweep", self.sweep)]
 
     def _notes(self) -> list[str]:
         plan = self.plan
@@ -826,7 +827,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-drivers", action="store_true", help="skip the psycopg 3 comparison")
     parser.add_argument("--drivers", action="store_true", help="run the psycopg 3 comparison in a --quick run too")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    parser.add_argument("--only", type=lambda v: set(v.split(",")), metavar="PHASES",
+                        help="run only these phases (comma-separated: updates, drivers, profile, console, dispatcher, "
+                             "status, sweep); the results go to bench/results/partial-*.json, latest.* is left alone")
     args = parser.parse_args(argv)
+    known = {"updates", "drivers", "profile", "console", "dispatcher", "status", "sweep"}
+    if args.only is not None and not args.only <= known:
+        parser.error(f"unknown phase(s): {', '.join(sorted(args.only - known))}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     return Bench(Plan.make(args.quick), args).run()
 

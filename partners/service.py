@@ -9,13 +9,12 @@ import secrets
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from partners.models import Partner, PartnerKey, SignatureNonce
 from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerOut
 from partners.signatures import KeyMaterial
+from tracker.db import Statement, UTCDateTime
 from tracker.errors import Conflict, NotFound, Unprocessable
 
 
@@ -118,14 +117,32 @@ async def key_material(*, session: AsyncSession, keyid: str, active_only: bool =
     return KeyMaterial(*row) if row else None
 
 
+_CONSUME_NONCE = Statement(
+    "INSERT INTO signature_nonces (keyid, nonce, expires_at) SELECT :keyid, :nonce, :expires_at "
+    "WHERE EXISTS (SELECT 1 FROM partner_keys WHERE keyid = :keyid AND active) "
+    "ON CONFLICT DO NOTHING RETURNING keyid",
+    pg="INSERT INTO signature_nonces (keyid, nonce, expires_at) "
+       "SELECT CAST(:keyid AS VARCHAR), CAST(:nonce AS VARCHAR), CAST(:expires_at AS TIMESTAMPTZ) "
+       "WHERE EXISTS (SELECT 1 FROM partner_keys WHERE keyid = :keyid AND active) "
+       "ON CONFLICT DO NOTHING RETURNING keyid",
+    expires_at=UTCDateTime(),
+)
+
+
 async def consume_nonce(*, session: AsyncSession, keyid: str, nonce: str, expires_at: dt.datetime) -> bool:
-    """Record a nonce; False when the key has used it before (a replay)."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(SignatureNonce)
-    stmt = stmt.values(keyid=keyid, nonce=nonce, expires_at=expires_at).on_conflict_do_nothing()
-    # RETURNING, not rowcount: psycopg's async adapter reports -1 for INSERT ... ON CONFLICT.
-    result = await session.execute(stmt.returning(SignatureNonce.keyid))
-    return result.first() is not None
+    """Record a nonce while the key is active; False for a replayed nonce or a revoked key.
+
+    One statement does both, so that callers may verify with cached key material (see
+    ``KeyCache``) and still refuse a key revoked a moment ago by another process.
+    """
+    # A returned row, not rowcount: psycopg's async adapter reports -1 for INSERT ... ON CONFLICT.
+    row = await _CONSUME_NONCE.first(session, {"keyid": keyid, "nonce": nonce, "expires_at": expires_at})
+    return row is not None
+
+
+async def key_is_active(*, session: AsyncSession, keyid: str) -> bool:
+    found = await session.scalar(select(PartnerKey.id).where(PartnerKey.keyid == keyid, PartnerKey.active.is_(True)))
+    return found is not None
 
 
 async def purge_nonces(*, session: AsyncSession, now: dt.datetime) -> int:

@@ -136,10 +136,27 @@ def parse_signature_headers(headers: Mapping[str, str]) -> SignedRequest:
 
 
 class KeyCache:
-    """Cryptographic key objects built once per (keyid, material)."""
+    """Key material per key id, and cryptographic key objects built once per (keyid, material).
+
+    Material is safe to keep for the life of the process: a key id is never reused and its
+    material never changes. Whether the key is still *active* is not cached: the request's nonce
+    is recorded only while the key is active (``partners.service.consume_nonce``), so a revoked
+    key is refused at once by every process.
+    """
+
+    MAX = 10_000
 
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str], Any] = {}
+        self._materials: dict[str, KeyMaterial] = {}
+
+    def material(self, keyid: str) -> KeyMaterial | None:
+        return self._materials.get(keyid)
+
+    def remember(self, material: KeyMaterial) -> None:
+        if len(self._materials) >= self.MAX:
+            self._materials.clear()
+        self._materials[material.keyid] = material
 
     def key_for(self, material: KeyMaterial) -> Any:
         source = material.public_key if material.alg == "ed25519" else material.secret
@@ -147,7 +164,7 @@ class KeyCache:
         key = self._keys.get(cache_key)
         if key is None:
             key = _build_key(material)
-            if len(self._keys) > 10_000:
+            if len(self._keys) >= self.MAX:
                 self._keys.clear()
             self._keys[cache_key] = key
         return key

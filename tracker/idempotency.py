@@ -13,14 +13,27 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tracker.db import Statement, UTCDateTime
 from tracker.errors import Conflict, IdempotencyMismatch, Unprocessable
-from tracker.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+_LOOKUP = Statement(
+    'SELECT request_digest, status_code, response_body FROM idempotency_records WHERE principal = :principal AND "key" = :key'
+)
+_CLAIM_PG = Statement(
+    "SELECT pg_try_advisory_xact_lock(:lock) AS locked, r.request_digest, r.status_code, r.response_body "
+    'FROM (SELECT 1) AS one LEFT JOIN idempotency_records AS r ON r.principal = :principal AND r."key" = :key'
+)
+_STORE = Statement(
+    'INSERT INTO idempotency_records (principal, "key", request_digest, status_code, response_body, created_at) '
+    "VALUES (:principal, :key, :request_digest, :status_code, :response_body, :created_at)",
+    created_at=UTCDateTime(),
+)
 _in_flight: set[tuple[str, str]] = set()
 
 
@@ -49,37 +62,46 @@ class IdempotencyGuard:
             raise Conflict("A request with this Idempotency-Key is still in flight; retry later.")
         _in_flight.add(self._token)
         try:
-            if self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
-                lock_id = int.from_bytes(hashlib.sha256(f"{self.principal}\0{self.key}".encode()).digest()[:8], "big", signed=True)
-                got = await self.session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": lock_id})
-                if not got:
-                    raise Conflict("A request with this Idempotency-Key is still in flight; retry later.")
-            record = await self.session.scalar(
-                select(IdempotencyRecord).where(
-                    IdempotencyRecord.principal == self.principal, IdempotencyRecord.key == self.key
-                )
-            )
+            row = await self._claim()
         except BaseException:
             _in_flight.discard(self._token)
             raise
-        if record is None:
+        if row is None:
             return None
-        if record.request_digest != self.digest:
+        if row["request_digest"] != self.digest:
             _in_flight.discard(self._token)
             raise IdempotencyMismatch("This Idempotency-Key was used with a different request.")
-        return Replay(status_code=record.status_code, body=record.response_body.encode())
+        return Replay(status_code=row["status_code"], body=row["response_body"].encode())
 
-    def store(self, *, status_code: int, body: bytes, now: dt.datetime) -> None:
-        self.session.add(
-            IdempotencyRecord(
-                principal=self.principal,
-                key=self.key,
-                request_digest=self.digest,
-                status_code=status_code,
-                response_body=body.decode(),
-                created_at=now,
-            )
-        )
+    async def _claim(self) -> Any | None:
+        """Take the key's lock (PostgreSQL) and read a stored response, in one round trip.
+
+        The lookup's snapshot can predate the lock by a moment: a twin that commits in between
+        is not seen, and this request then fails on the records' unique key at commit, which
+        ``Ctx.write`` answers with 409 (nothing of this request is kept).
+        """
+        params = {"principal": self.principal, "key": self.key}
+        bind = self.session.bind
+        if bind is not None and bind.dialect.name == "postgresql":
+            lock_id = int.from_bytes(hashlib.sha256(f"{self.principal}\0{self.key}".encode()).digest()[:8], "big", signed=True)
+            row = await _CLAIM_PG.first(self.session, {**params, "lock": lock_id})
+            assert row is not None  # the statement always answers one row
+            if not row["locked"]:
+                raise Conflict("A request with this Idempotency-Key is still in flight; retry later.")
+            return row if row["request_digest"] is not None else None
+        return await _LOOKUP.first(self.session, params)
+
+    async def store(self, *, status_code: int, body: bytes, now: dt.datetime) -> None:
+        """Keep the response with the effects, in their transaction."""
+        values = {"principal": self.principal, "key": self.key, "request_digest": self.digest,
+                  "status_code": status_code, "response_body": body.decode(), "created_at": now}
+        try:
+            await _STORE.rows(self.session, values)
+        except IntegrityError as exc:
+            if "idempotency_records" not in str(exc.orig):
+                raise
+            # A twin committed between this request's lookup and its lock (see _claim).
+            raise Conflict("A request with this Idempotency-Key was completed meanwhile; retry to get its response.") from None
 
     async def __aexit__(self, *exc: object) -> None:
         _in_flight.discard(self._token)

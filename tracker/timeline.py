@@ -11,10 +11,8 @@ from tracker.chain import digest, event_hash
 from tracker.models import Case, Event
 
 
-
-def append_event(
+def new_event(
     *,
-    session: AsyncSession,
     case: Case,
     type: str,
     actor: str,
@@ -25,7 +23,11 @@ def append_event(
     partner_id: str | None = None,
     signature: dict[str, Any] | None = None,
 ) -> Event:
-    """Append one event to a case whose row the caller holds locked."""
+    """The next event of a case whose row the caller holds locked; the case's chain head moves to it.
+
+    The event is built, not added to a session: ``append_event`` adds it, the routine update
+    path (``tracker.cases``) writes it with its own statement.
+    """
     seq = case.last_seq + 1
     body_digest = digest(body)
     occurred = occurred_at or now
@@ -57,10 +59,29 @@ def append_event(
         prev_hash=case.last_hash,
         hash=hashed,
     )
-    session.add(event)
     case.last_seq = seq
     case.last_hash = hashed
     case.updated_at = now
+    return event
+
+
+def append_event(
+    *,
+    session: AsyncSession,
+    case: Case,
+    type: str,
+    actor: str,
+    visibility: str,
+    body: dict[str, Any],
+    now: dt.datetime,
+    occurred_at: dt.datetime | None = None,
+    partner_id: str | None = None,
+    signature: dict[str, Any] | None = None,
+) -> Event:
+    """Append one event to a case whose row the caller holds locked."""
+    event = new_event(case=case, type=type, actor=actor, visibility=visibility, body=body, now=now,
+                      occurred_at=occurred_at, partner_id=partner_id, signature=signature)
+    session.add(event)
     return event
 
 

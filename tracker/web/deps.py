@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import Depends, Request
@@ -33,6 +36,13 @@ class Runtime:
         self.sessionmaker = sessionmaker
         self.keys = KeyCache()
         self.limits = RateLimits(clock)
+        # First come, first served for database connections. SQLAlchemy's pool hands a freed
+        # connection to whichever coroutine asks next, so under load some requests starve while
+        # newcomers overtake them (seconds of tail latency); a semaphore the size of the pool,
+        # taken before the session, queues requests in arrival order instead.
+        self.gate: AbstractAsyncContextManager[Any] = (
+            contextlib.nullcontext() if settings.is_sqlite else asyncio.Semaphore(settings.db_pool_size)
+        )
 
 
 def runtime(request: Request) -> Runtime:
@@ -42,7 +52,7 @@ def runtime(request: Request) -> Runtime:
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Routes commit explicitly before they answer a write."""
     rt = runtime(request)
-    async with rt.sessionmaker() as session:
+    async with rt.gate, rt.sessionmaker() as session:
         try:
             yield session
         except BaseException:
@@ -115,7 +125,7 @@ class Ctx:
                 await self.session.commit()  # keeps the nonce of this (new) signed request
                 return _json(replay.body, replay.status_code, replayed=True)
             body = _render(await produce())
-            guard.store(status_code=status_code, body=body, now=self.now())
+            await guard.store(status_code=status_code, body=body, now=self.now())
             await self.session.commit()
         return _json(body, status_code)
 
@@ -164,9 +174,12 @@ async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Prin
     limit, at = rt.limits.partner_requests, rt.limits.now()
     limit.check(signed.keyid, at, detail=f"Too many requests for key {signed.keyid}; slow down.")
     body = await request.body()
-    material = await partner_service.key_material(session=session, keyid=signed.keyid)
+    material = rt.keys.material(signed.keyid)
     if material is None:
-        raise Unauthorized(f"Unknown or revoked key id {signed.keyid!r}.")
+        material = await partner_service.key_material(session=session, keyid=signed.keyid)
+        if material is None:
+            raise Unauthorized(f"Unknown or revoked key id {signed.keyid!r}.")
+        rt.keys.remember(material)
     now = rt.clock.now()
     verified = verify_request(
         method=request.method,
@@ -184,6 +197,8 @@ async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Prin
     limit.hit(signed.keyid, at)
     expires = now + dt.timedelta(seconds=2 * rt.settings.signature_max_skew_seconds)
     if not await partner_service.consume_nonce(session=session, keyid=signed.keyid, nonce=signed.nonce, expires_at=expires):
+        if not await partner_service.key_is_active(session=session, keyid=signed.keyid):
+            raise Unauthorized(f"Unknown or revoked key id {signed.keyid!r}.")
         raise Unauthorized("This nonce was already used with this key (replayed request).")
     if request.method in SAFE_METHODS:
         await session.commit()
