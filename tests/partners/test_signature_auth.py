@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver
 from http_message_signatures.algorithms import ED25519, HMAC_SHA256
 
+from sqlalchemy import text
+
 from tests.conftest import BASE_URL, World
 from tracker.config import Settings
 
@@ -522,6 +524,22 @@ async def test_deleted_key_is_refused(world: World, case: dict[str, Any]) -> Non
     response = await world.client.send(request)
 
     await assert_refused_without_write(world, response, [case["ref"]], [1], "lh-ed", "revoked")
+
+
+async def test_key_revoked_by_another_process_is_refused_although_this_one_has_it_cached(
+    world: World, case: dict[str, Any], app: Any
+) -> None:
+    first = sign(build("POST", events_path(case["ref"]), body=UPDATE), ed25519(world, "lh"), created=world.clock.now())
+    assert (await world.client.send(first)).status_code == 201
+    # Another server process revokes the key: this one's cache of key material is not told.
+    async with app.state.engine.begin() as conn:
+        await conn.execute(text("UPDATE partner_keys SET active = false WHERE keyid = 'lh-ed'"))
+    request = sign(build("POST", events_path(case["ref"]), body=UPDATE), ed25519(world, "lh"),
+                   created=world.clock.now())
+
+    response = await world.client.send(request)
+
+    await assert_refused_without_write(world, response, [case["ref"]], [2], "lh-ed", "revoked")
 
 
 async def test_deleting_one_key_leaves_the_partners_other_key_working(world: World, case: dict[str, Any]) -> None:

@@ -238,3 +238,24 @@ async def test_empty_key_is_422(world: World) -> None:
     )
 
     _assert_problem(response, 422)
+
+
+async def test_a_twin_stored_after_the_lookup_is_a_409_not_a_second_response(app: Any) -> None:
+    """On PostgreSQL the lookup's snapshot may miss a twin that commits a moment later; the unique key catches it."""
+    import datetime as dt
+
+    from tracker.clock import UTC
+    from tracker.errors import Conflict
+    from tracker.idempotency import IdempotencyGuard
+
+    now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    async with app.state.runtime.sessionmaker() as session:
+        guard = IdempotencyGuard(session=session, principal="partner:lh", key="k-1", digest="d")
+        async with guard as replay:
+            assert replay is None
+            await session.execute(text(  # the twin's record, as the unique index sees it
+                "INSERT INTO idempotency_records (principal, \"key\", request_digest, status_code, response_body, "
+                "created_at) VALUES ('partner:lh', 'k-1', 'd', 201, '{}', CURRENT_TIMESTAMP)"))
+            with pytest.raises(Conflict, match="completed meanwhile"):
+                await guard.store(status_code=201, body=b"{}", now=now)
+        await session.rollback()
