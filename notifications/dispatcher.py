@@ -27,6 +27,7 @@ from notifications.models import Notification
 from notifications.transports import Outgoing, Sent, Transport, TransportError
 from partners.models import Partner
 from tracker.clock import Clock
+from tracker.db import Statement, UTCDateTime
 from tracker.metrics import DELIVERIES
 
 log = logging.getLogger("baton.dispatcher")
@@ -210,6 +211,17 @@ class Dispatcher:
 
     async def _record(self, session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
         row = outcome.row
+        if outcome.sent is not None and row.body_text is not None:
+            # The common outcome, a pre-rendered message sent: a prepared statement (see Statement).
+            state = "delivered" if outcome.sent.delivered else "sent"
+            kept = await _RECORD_SENT.first(session, {
+                "id": row.id, "attempts": row.attempts, "state": state, "now": now,
+                "delivered_at": now if outcome.sent.delivered else None, "provider_id": outcome.sent.provider_id})
+            if kept is None:
+                log.warning("notification %s was reclaimed while being sent; its outcome is kept by the other run", row.id)
+            else:
+                DELIVERIES.labels(row.channel, state).inc()
+            return
         values: dict[str, object] = {"updated_at": now}
         if outcome.message is not None and row.body_text is None:
             # Rendered at send time: keep what was (or would have been) sent.
@@ -251,6 +263,15 @@ class Dispatcher:
         DELIVERIES.labels(row.channel, str(values.get("state", "unknown"))).inc()
         if outcome.error is not None and outcome.error.permanent and self.on_permanent_failure is not None:
             await self.on_permanent_failure(session, row, outcome.error, now)
+
+
+_RECORD_SENT = Statement(
+    "UPDATE notifications SET state = :state, sent_at = :now, delivered_at = :delivered_at, "
+    "provider_id = :provider_id, next_attempt_at = NULL, last_error = NULL, updated_at = :now "
+    "WHERE id = :id AND state = 'sending' AND attempts = :attempts RETURNING id",
+    now=UTCDateTime(),
+    delivered_at=UTCDateTime(),
+)
 
 
 async def resend(*, session: AsyncSession, notification_id: int, now: dt.datetime) -> Notification | None:

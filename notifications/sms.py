@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -66,6 +68,18 @@ class TwilioTransport:
         http_client = (
             RebasedTwilioHttpClient(api_base, timeout=timeout) if api_base else TwilioHttpClient(timeout=timeout)
         )
+        session = http_client.session
+        if session is not None:
+            # One kept-alive connection per sender thread: twilio's client pools https connections
+            # for at most cpu_count + 4 threads, and plain http (a local API base) not at all.
+            for scheme in ("https://", "http://"):
+                session.mount(scheme, HTTPAdapter(pool_connections=1, pool_maxsize=threads))
+            # The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE) is read once, here,
+            # rather than scanned again for every message as requests does by default.
+            target = api_base or "https://api.twilio.com"
+            http_client.proxy = requests.utils.get_environ_proxies(target)
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            session.trust_env = False
         self._client = Client(account_sid, auth_token, http_client=http_client)
         self._sender = sender
         self._status_callback = status_callback

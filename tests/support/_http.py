@@ -36,7 +36,17 @@ Respond = Callable[[str, str, dict[str, str], bytes], Reply]  # (method, target,
 
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.0 (the default): one request per connection, so no pooled connection outlives stop().
+    # A server with keep_alive speaks HTTP/1.1 and keeps connections, as the real APIs do (the
+    # benchmark's double, which is never stopped mid-run).
     server: Server
+    # Headers and body go out as two writes: with Nagle's algorithm a kept-alive client waits for
+    # a delayed ACK (~40 ms) between them.
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        if self.server.keep_alive:
+            self.protocol_version = "HTTP/1.1"
+        super().setup()
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -62,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # a hung answer must not keep the test process alive
     request_queue_size = 128  # concurrent senders must not meet socketserver's backlog of 5
+    keep_alive = False
 
     def __init__(self, address: tuple[str, int], respond: Respond, *, name: str) -> None:
         self.respond = respond
