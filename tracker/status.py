@@ -13,7 +13,7 @@ import hmac
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from partners.models import Partner
@@ -115,9 +115,14 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
         for party, name in rows
         if party.state in ("late", "escalated") and party.overdue_since is not None and case.closed_at is None
     ]
+    # Only what the page shows: the events' signatures (stored signed requests) stay in the database.
+    customers = ("customer.message", "customer.confirmation")
     events = (
-        await session.scalars(
-            select(Event).where(Event.case_id == case.id, Event.type.in_(PUBLIC_TYPES)).order_by(Event.seq)
+        await session.execute(
+            select(Event.type, Event.visibility, Event.body, Event.occurred_at, Event.received_at)
+            .where(Event.case_id == case.id, Event.type.in_(PUBLIC_TYPES),
+                   or_(Event.visibility == "public", Event.type.in_(customers)))
+            .order_by(Event.seq)
         )
     ).all()
     timeline = [entry for e in events if (entry := _entry(e, ctype.label, lang, names)) is not None]
@@ -141,7 +146,7 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
     )
 
 
-def _entry(event: Event, label: Any, lang: str, names: dict[str, str]) -> TimelineEntry | None:
+def _entry(event: Any, label: Any, lang: str, names: dict[str, str]) -> TimelineEntry | None:
     body = event.body or {}
     if event.type == "customer.message":
         return TimelineEntry(at=event.received_at, kind="customer.message", message=body.get("message"),
