@@ -186,7 +186,10 @@ async def _asyncpg_connection(session: AsyncSession) -> Any:
         return cached[1]
     connection = await session.connection()
     adapted = (await connection.get_raw_connection()).dbapi_connection
-    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: send it now.
+    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: send it now,
+    # through the adapter, so that its commit and rollback stay the transaction's. This leans on
+    # the adapter's private _transaction/_start_transaction (SQLAlchemy is pinned; every
+    # PostgreSQL API test and tests/tracker/test_round_trips.py run through here).
     if adapted._transaction is None and adapted.isolation_level != "autocommit":  # type: ignore[union-attr]
         await adapted._start_transaction()  # type: ignore[union-attr]
     driver = adapted.driver_connection  # type: ignore[union-attr]
