@@ -476,14 +476,14 @@ def _checked_update(*, case: Case, ctype: CaseTypeDef, principal: Principal, pay
 # Most traffic is this; it runs as three round trips (lock and read, write, plus the request's
 # own), on plain statements, instead of through the ORM's unit of work. Anything else (the
 # customer is told, a late party comes back, staff) takes the general path above.
-_LOCK_CASE_AND_PARTY = Statement(
+_READ_CASE_AND_PARTY = (
     "SELECT c.id, c.ref, c.type, c.status, c.closed_at, c.last_seq, c.last_hash, "
     "p.id AS party_id, p.state AS party_state, p.responsible, p.cadence_seconds "
-    "FROM cases AS c JOIN parties AS p ON p.case_id = c.id AND p.partner_id = :partner WHERE c.ref = :ref",
-    pg="SELECT c.id, c.ref, c.type, c.status, c.closed_at, c.last_seq, c.last_hash, "
-       "p.id AS party_id, p.state AS party_state, p.responsible, p.cadence_seconds "
-       "FROM cases AS c JOIN parties AS p ON p.case_id = c.id AND p.partner_id = :partner WHERE c.ref = :ref "
-       "FOR UPDATE OF c",
+    "FROM cases AS c JOIN parties AS p ON p.case_id = c.id AND p.partner_id = :partner WHERE c.ref = :ref"
+)
+_LOCK_CASE_AND_PARTY = Statement(
+    _READ_CASE_AND_PARTY,  # SQLite: the transaction's BEGIN IMMEDIATE is the lock
+    pg=f"{_READ_CASE_AND_PARTY} FOR UPDATE OF c",
     closed_at=UTCDateTime(),
     responsible=Boolean(),
 )
