@@ -117,14 +117,18 @@ async def key_material(*, session: AsyncSession, keyid: str, active_only: bool =
     return KeyMaterial(*row) if row else None
 
 
+# The nonce is recorded only while the key is active; PostgreSQL needs the select list typed.
+CONSUME_NONCE_PG = (
+    "INSERT INTO signature_nonces (keyid, nonce, expires_at) "
+    "SELECT CAST(:keyid AS VARCHAR), CAST(:nonce AS VARCHAR), CAST(:expires_at AS TIMESTAMPTZ) "
+    "WHERE EXISTS (SELECT 1 FROM partner_keys WHERE keyid = :keyid AND active) "
+    "ON CONFLICT DO NOTHING RETURNING keyid"
+)
 _CONSUME_NONCE = Statement(
     "INSERT INTO signature_nonces (keyid, nonce, expires_at) SELECT :keyid, :nonce, :expires_at "
     "WHERE EXISTS (SELECT 1 FROM partner_keys WHERE keyid = :keyid AND active) "
     "ON CONFLICT DO NOTHING RETURNING keyid",
-    pg="INSERT INTO signature_nonces (keyid, nonce, expires_at) "
-       "SELECT CAST(:keyid AS VARCHAR), CAST(:nonce AS VARCHAR), CAST(:expires_at AS TIMESTAMPTZ) "
-       "WHERE EXISTS (SELECT 1 FROM partner_keys WHERE keyid = :keyid AND active) "
-       "ON CONFLICT DO NOTHING RETURNING keyid",
+    pg=CONSUME_NONCE_PG,
     expires_at=UTCDateTime(),
 )
 

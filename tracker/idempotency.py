@@ -25,10 +25,12 @@ MAX_KEY_LENGTH = 255
 _LOOKUP = Statement(
     'SELECT request_digest, status_code, response_body FROM idempotency_records WHERE principal = :principal AND "key" = :key'
 )
-_CLAIM_PG = Statement(
+# One row: whether this transaction got the key's lock, and the stored response if any.
+CLAIM_PG = (
     "SELECT pg_try_advisory_xact_lock(:lock) AS locked, r.request_digest, r.status_code, r.response_body "
     'FROM (SELECT 1) AS one LEFT JOIN idempotency_records AS r ON r.principal = :principal AND r."key" = :key'
 )
+_CLAIM_PG = Statement(CLAIM_PG)
 _STORE = Statement(
     'INSERT INTO idempotency_records (principal, "key", request_digest, status_code, response_body, created_at) '
     "VALUES (:principal, :key, :request_digest, :status_code, :response_body, :created_at)",
@@ -47,14 +49,26 @@ def request_digest(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
 
 
+def valid_key(key: str) -> bool:
+    return bool(key) and len(key) <= MAX_KEY_LENGTH and key.isprintable()
+
+
+def lock_id(principal: str, key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{principal}\0{key}".encode()).digest()[:8], "big", signed=True)
+
+
 class IdempotencyGuard:
-    def __init__(self, *, session: AsyncSession, principal: str, key: str, digest: str) -> None:
-        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    """The rules above for one request. ``claimed`` is a ``CLAIM_PG`` row taken earlier in the
+    same transaction (the signed-request check does it with the nonce, in one round trip)."""
+
+    def __init__(self, *, session: AsyncSession, principal: str, key: str, digest: str, claimed: Any = None) -> None:
+        if not valid_key(key):
             raise Unprocessable(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.")
         self.session = session
         self.principal = principal
         self.key = key
         self.digest = digest
+        self.claimed = claimed
         self._token = (principal, key)
 
     async def __aenter__(self) -> Replay | None:
@@ -83,8 +97,9 @@ class IdempotencyGuard:
         params = {"principal": self.principal, "key": self.key}
         bind = self.session.bind
         if bind is not None and bind.dialect.name == "postgresql":
-            lock_id = int.from_bytes(hashlib.sha256(f"{self.principal}\0{self.key}".encode()).digest()[:8], "big", signed=True)
-            row = await _CLAIM_PG.first(self.session, {**params, "lock": lock_id})
+            row = self.claimed
+            if row is None:
+                row = await _CLAIM_PG.first(self.session, {**params, "lock": lock_id(self.principal, self.key)})
             assert row is not None  # the statement always answers one row
             if not row["locked"]:
                 raise Conflict("A request with this Idempotency-Key is still in flight; retry later.")

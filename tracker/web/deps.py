@@ -20,6 +20,8 @@ from partners.signatures import KeyCache, parse_signature_headers, verify_reques
 from tracker.clock import Clock
 from tracker.config import Settings
 from tracker.errors import Unauthorized
+from tracker import idempotency
+from tracker.db import Statement
 from tracker.idempotency import IdempotencyGuard, request_digest
 from tracker.principals import Principal, authenticate_staff
 from tracker.ratelimit import RateLimits
@@ -114,11 +116,14 @@ class Ctx:
             await self.session.commit()
             return _json(body, status_code)
         raw = await self.request.body()
+        scope = self.principal.idempotency_scope
+        claim = getattr(self.request.state, "idempotency_claim", None)
         guard = IdempotencyGuard(
             session=self.session,
-            principal=self.principal.idempotency_scope,
+            principal=scope,
             key=key,
             digest=request_digest(self.request.method, self.request.url.path, raw),
+            claimed=claim[2] if claim is not None and claim[:2] == (scope, key) else None,
         )
         async with guard as replay:
             if replay is not None:
@@ -195,8 +200,25 @@ async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Prin
     # Counted once the signature verifies: key ids are public, and requests that merely claim one
     # must not use up (and so lock out) the real partner's quota.
     limit.hit(signed.keyid, at)
+    principal = Principal(
+        kind="partner",
+        name=material.partner_id,
+        partner_id=material.partner_id,
+        signature=verified.record(body) if request.method not in SAFE_METHODS else None,
+    )
     expires = now + dt.timedelta(seconds=2 * rt.settings.signature_max_skew_seconds)
-    if not await partner_service.consume_nonce(session=session, keyid=signed.keyid, nonce=signed.nonce, expires_at=expires):
+    nonce = {"keyid": signed.keyid, "nonce": signed.nonce, "expires_at": expires}
+    key = headers.get("idempotency-key")
+    if request.method not in SAFE_METHODS and key is not None and idempotency.valid_key(key) and _postgres(session):
+        scope = principal.idempotency_scope
+        row = await _ADMIT_PG.first(session, {**nonce, "principal": scope, "key": key,
+                                               "lock": idempotency.lock_id(scope, key)})
+        assert row is not None  # the statement always answers one row
+        fresh = bool(row["fresh"])
+        request.state.idempotency_claim = (scope, key, row)
+    else:
+        fresh = await partner_service.consume_nonce(session=session, **nonce)
+    if not fresh:
         if not await partner_service.key_is_active(session=session, keyid=signed.keyid):
             raise Unauthorized(f"Unknown or revoked key id {signed.keyid!r}.")
         raise Unauthorized("This nonce was already used with this key (replayed request).")
@@ -204,9 +226,17 @@ async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Prin
         await session.commit()
     else:
         request.state.nonce = (signed.keyid, signed.nonce, expires)
-    return Principal(
-        kind="partner",
-        name=material.partner_id,
-        partner_id=material.partner_id,
-        signature=verified.record(body) if request.method not in SAFE_METHODS else None,
-    )
+    return principal
+
+
+# A signed write with an Idempotency-Key on PostgreSQL is admitted in one round trip: its nonce
+# is spent (while the key is active) and the key's idempotency lock and stored response are
+# taken, for Ctx.write to use.
+_ADMIT_PG = Statement(
+    f"WITH nonce AS ({partner_service.CONSUME_NONCE_PG}) "
+    f"SELECT EXISTS (SELECT 1 FROM nonce) AS fresh, claim.* FROM ({idempotency.CLAIM_PG}) AS claim"
+)
+
+
+def _postgres(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
