@@ -473,9 +473,9 @@ def _checked_update(*, case: Case, ctype: CaseTypeDef, principal: Principal, pay
 
 
 # The routine update: a partner whose party is on track posts, and the customer is not told.
-# Most traffic is this; it runs as three round trips (lock and read, write, plus the request's
-# own), on plain statements, instead of through the ORM's unit of work. Anything else (the
-# customer is told, a late party comes back, staff) takes the general path above.
+# Most traffic is this; it takes two statements of its own (lock and read; write event, case and
+# party) instead of the ORM's unit of work. Anything else (the customer is told, a late or
+# released party, staff) takes the general path above, with the same checks (_checked_update).
 _READ_CASE_AND_PARTY = (
     "SELECT c.id, c.ref, c.type, c.status, c.closed_at, c.last_seq, c.last_hash, "
     "p.id AS party_id, p.state AS party_state, p.responsible, p.cadence_seconds "
