@@ -134,8 +134,10 @@ async def handle_inbound_sms(
             return _say(locale, "not_yours", ref=first.ref) + _say(locale, "yours", refs=refs)
         rest = text.replace(first.text, "", 1).strip(" :,-")
         if rest and rest.upper() not in STATUS_WORDS:
-            await post_customer_message(session=session, case=chosen, text=rest, now=now, via="sms")
-            return _say(chosen.customer_locale, "passed_on", ref=chosen.ref)
+            # "BAG-7KQ3X9T: the tag is 0016..." loses its leading reference; a reference inside a
+            # sentence stays, or "Where is BAG-7KQ3X9T?" would reach the owner as "Where is ?".
+            leading = text.strip().startswith(first.text)
+            return await _pass_on(session, chosen, rest if leading else text.strip(), now, base_url)
         return await _status_reply(session, chosen, now, base_url)
 
     if keyword in STATUS_WORDS or not words:
@@ -144,8 +146,18 @@ async def handle_inbound_sms(
         return await _status_reply(session, cases[0], now, base_url)
     if len(cases) > 1:
         return _say(locale, "choose_message", refs=refs)
-    await post_customer_message(session=session, case=cases[0], text=text, now=now, via="sms")
-    return _say(locale, "passed_on", ref=cases[0].ref)
+    return await _pass_on(session, cases[0], text, now, base_url)
+
+
+async def _pass_on(session: AsyncSession, case: Case, text: str, now: dt.datetime, base_url: str) -> str:
+    """Free text is a message to the case's owner; the reply confirms it and gives the status and link.
+
+    "Where is BAG-7KQ3X9T?" is a question no keyword catches: the status in the same reply
+    answers it, and the message still reaches the owner partner.
+    """
+    await post_customer_message(session=session, case=case, text=text, now=now, via="sms")
+    passed = _say(case.customer_locale, "passed_on", ref=case.ref)
+    return f"{passed}\n\n{await _status_reply(session, case, now, base_url)}"
 
 
 def _spaced_refs(text: str, prefixes: Sequence[str], cases: list[Case]) -> list[ParsedRef]:

@@ -326,6 +326,19 @@ async def test_a_reference_followed_by_text_is_a_message_on_that_case(world: Wor
     assert await customer_messages(world, first["ref"]) == []
 
 
+async def test_a_question_with_a_reference_is_answered_with_the_status_and_passed_on(
+    world: World, twilio: TwilioDouble
+) -> None:
+    case = await world.open_case()
+    label = await status_label(world, case)
+
+    reply = await ask(world, twilio, f"Where is {case['ref']}?")
+
+    assert "passed your message on" in reply
+    assert label in reply and token_of(case) in reply, reply
+    assert [m["message"] for m in await customer_messages(world, case["ref"])] == [f"Where is {case['ref']}?"]
+
+
 # ---------------------------------------------------------------- STOP, START, HELP
 
 
