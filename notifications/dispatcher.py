@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -211,17 +212,6 @@ class Dispatcher:
 
     async def _record(self, session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
         row = outcome.row
-        if outcome.sent is not None and row.body_text is not None:
-            # The common outcome, a pre-rendered message sent: a prepared statement (see Statement).
-            state = "delivered" if outcome.sent.delivered else "sent"
-            kept = await _RECORD_SENT.first(session, {
-                "id": row.id, "attempts": row.attempts, "state": state, "now": now,
-                "delivered_at": now if outcome.sent.delivered else None, "provider_id": outcome.sent.provider_id})
-            if kept is None:
-                log.warning("notification %s was reclaimed while being sent; its outcome is kept by the other run", row.id)
-            else:
-                DELIVERIES.labels(row.channel, state).inc()
-            return
         values: dict[str, object] = {"updated_at": now}
         if outcome.message is not None and row.body_text is None:
             # Rendered at send time: keep what was (or would have been) sent.
@@ -251,13 +241,10 @@ class Dispatcher:
             else:
                 values.update(state="pending", next_attempt_at=now + delay)
             values["last_error"] = str(error)[:1000]
-        result = await session.execute(
-            update(Notification)
-            .where(Notification.id == row.id, Notification.state == "sending", Notification.attempts == row.attempts)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
+        # Only if this run still holds the claim (same attempt, still sending): see the lease.
+        kept = await _outcome_statement(tuple(values)).first(
+            session, {**values, "id": row.id, "claimed_attempts": row.attempts})
+        if kept is None:
             log.warning("notification %s was reclaimed while being sent; its outcome is kept by the other run", row.id)
             return
         DELIVERIES.labels(row.channel, str(values.get("state", "unknown"))).inc()
@@ -265,13 +252,21 @@ class Dispatcher:
             await self.on_permanent_failure(session, row, outcome.error, now)
 
 
-_RECORD_SENT = Statement(
-    "UPDATE notifications SET state = :state, sent_at = :now, delivered_at = :delivered_at, "
-    "provider_id = :provider_id, next_attempt_at = NULL, last_error = NULL, updated_at = :now "
-    "WHERE id = :id AND state = 'sending' AND attempts = :attempts RETURNING id",
-    now=UTCDateTime(),
-    delivered_at=UTCDateTime(),
-)
+_DATETIME_COLUMNS = {"updated_at", "next_attempt_at", "sent_at", "delivered_at"}
+
+
+@functools.cache
+def _outcome_statement(columns: tuple[str, ...]) -> Statement:
+    """The outcome UPDATE for one set of columns (a handful of shapes), built once and prepared.
+
+    RETURNING rather than rowcount: psycopg's async adapter does not report it reliably.
+    """
+    sets = ", ".join(f"{column} = :{column}" for column in columns)
+    return Statement(
+        f"UPDATE notifications SET {sets} WHERE id = :id AND state = 'sending' AND attempts = :claimed_attempts "
+        "RETURNING id",
+        **{column: UTCDateTime() for column in columns if column in _DATETIME_COLUMNS},
+    )
 
 
 async def resend(*, session: AsyncSession, notification_id: int, now: dt.datetime) -> Notification | None:

@@ -14,13 +14,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import notifications.dispatcher as dispatcher_module
 from notifications.dispatcher import RETRY_SCHEDULE, Dispatcher
 from notifications.models import Notification
 from notifications.outbox import enqueue
-from notifications.transports import WebhookTransport
+from notifications.transports import Sent, WebhookTransport
 from partners.models import Partner
 from partners.service import new_webhook_secret
 from tests.conftest import Database, World
@@ -194,6 +194,29 @@ async def test_hanging_receiver_is_retried_with_the_same_webhook_id_not_lost(wor
         assert lh.duplicates() == {row.message_id: 2}
         assert all(r.verified for r in lh.received)
     await impatient.transports["webhook"].close()
+
+
+async def test_an_outcome_arriving_after_another_run_reclaimed_the_row_is_not_written(world: World, rig: Rig) -> None:
+    """A send that outlived its lease: the run that reclaimed the row owns its outcome."""
+
+    class ReclaimedMeanwhile:
+        async def send(self, message: Any) -> Sent:
+            async with rig.sessionmaker() as other_run:  # claims the row again, as after the lease
+                await other_run.execute(update(Notification).where(Notification.id == message.id)
+                                        .values(attempts=Notification.attempts + 1))
+                await other_run.commit()
+            return Sent(provider_id="late-answer")
+
+        async def close(self) -> None:
+            pass
+
+    await world.open_case()
+    late = Dispatcher(sessionmaker=rig.sessionmaker, clock=world.clock, transports={"webhook": ReclaimedMeanwhile()})
+
+    await late.run_once()
+
+    [row] = await webhook_rows(rig)
+    assert (row.state, row.attempts, row.provider_id, row.sent_at) == ("sending", 2, None, None)
 
 
 @pytest.mark.postgres
