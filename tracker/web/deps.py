@@ -116,14 +116,12 @@ class Ctx:
             await self.session.commit()
             return _json(body, status_code)
         raw = await self.request.body()
-        scope = self.principal.idempotency_scope
-        claim = getattr(self.request.state, "idempotency_claim", None)
         guard = IdempotencyGuard(
             session=self.session,
-            principal=scope,
+            principal=self.principal.idempotency_scope,
             key=key,
             digest=request_digest(self.request.method, self.request.url.path, raw),
-            claimed=claim[2] if claim is not None and claim[:2] == (scope, key) else None,
+            claimed=getattr(self.request.state, "idempotency_claim", None),  # same principal, same header
         )
         async with guard as replay:
             if replay is not None:
@@ -215,7 +213,7 @@ async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Prin
                                                "lock": idempotency.lock_id(scope, key)})
         assert row is not None  # the statement always answers one row
         fresh = bool(row["fresh"])
-        request.state.idempotency_claim = (scope, key, row)
+        request.state.idempotency_claim = row
     else:
         fresh = await partner_service.consume_nonce(session=session, **nonce)
     if not fresh:
