@@ -26,6 +26,10 @@ class Partner(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     calendar: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Circuit breaker on the partner's webhook receiver: consecutive failures, and while open,
+    # when its deliveries may be tried again. Only this partner's deliveries wait.
+    webhook_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    webhook_paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class PartnerKey(Base):

@@ -58,6 +58,9 @@ class Case(Base):
     satisfaction_comment: Mapped[str | None] = mapped_column(Text)
     satisfaction_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
+    # Set by `baton erase`: the customer's data is gone and the status link opens nothing.
+    erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -157,6 +160,15 @@ class StaffToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class InboundMessage(Base):
+    """A Twilio MessageSid already processed: a retried or replayed webhook is answered, not acted on twice."""
+
+    __tablename__ = "inbound_messages"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class IdempotencyRecord(Base):
