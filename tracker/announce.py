@@ -21,6 +21,9 @@ from tracker.models import Case
 WEBHOOK_KINDS = (
     "case.opened",
     "party.added",
+    "party.invited",
+    "party.joined",
+    "party.declined",
     "handoff.requested",
     "handoff.accepted",
     "party.late",
@@ -30,6 +33,7 @@ WEBHOOK_KINDS = (
     "customer.message",
     "case.closed",
     "case.deadline",
+    "customer.erased",
 )
 
 

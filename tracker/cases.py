@@ -18,16 +18,19 @@ from sqlalchemy import Boolean, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from partners.models import Partner
-from tracker import announce
+from tracker import announce, trust
 from tracker.customer import notify_customer
 from tracker.casetypes import CaseTypeDef, case_type
 from tracker.chain import GENESIS
 from tracker.db import Statement, UTCDateTime
+from tracker.durations import format_duration
+from tracker.invitations import confirm_invitation, decline_invitation
 from tracker.errors import Conflict, Forbidden, NotFound, Unprocessable
 from tracker.models import Case, Event, ExternalRef, Handoff, Party
 from tracker.principals import Principal
 from tracker.refs import new_ref, parse_ref
 from tracker.timeline import append_event, event_out, new_event
+from tracker.trust import DEFAULT_LIMITS, TrustLimits
 from tracker.watchdog import nudge, partner_rules, schedule
 from tracker.schemas import (
     AcceptIn,
@@ -201,9 +204,14 @@ def new_status_token() -> str:
 
 
 async def open_case(
-    *, session: AsyncSession, principal: Principal, payload: CaseIn, now: dt.datetime, base_url: str
+    *, session: AsyncSession, principal: Principal, payload: CaseIn, now: dt.datetime, base_url: str,
+    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> CaseOut:
-    """Open a case with its customer, parties and external references."""
+    """Open a case with its customer, parties and external references; parties a partner names are invited."""
+    opener = None if principal.is_staff else principal.partner_id
+    trust.check_opener(partner_id=opener, owner=payload.owner)
+    for spec in payload.parties:
+        trust.check_cadence(spec.cadence, limits)
     ctype = await case_type(session=session, code=payload.type)
     status = payload.status or ctype.initial_status
     _check_status(ctype, status)
@@ -217,8 +225,8 @@ async def open_case(
     unknown = sorted(wanted - partners.keys())
     if unknown:
         raise Unprocessable(f"Unknown partner(s): {', '.join(unknown)}.")
-    if not principal.is_staff and principal.partner_id not in wanted:
-        raise Forbidden("A partner can only open a case it is party to.")
+    if opener is not None:
+        await trust.check_case_quota(session=session, partner_id=opener, now=now, limits=limits)
 
     ref = await _unused_ref(session, ctype.prefix)
     token = new_status_token()
@@ -253,7 +261,11 @@ async def open_case(
     specs = list(payload.parties)
     if payload.owner not in listed:
         specs.insert(0, PartyIn(partner=payload.owner, role="owner"))
-    parties = [await _new_party(session, case, spec, partners[spec.partner], ctype, now) for spec in specs]
+    parties = [
+        await _new_party(session, case, spec, partners[spec.partner], ctype, now,
+                         invited=trust.joins_invited(opener=opener, partner_id=spec.partner))
+        for spec in specs
+    ]
     session.add_all(parties)
     append_event(
         session=session,
@@ -267,7 +279,8 @@ async def open_case(
             "case_type": case.type,
             "status": status,
             "owner": case.owner_id,
-            "parties": [{"partner": p.partner_id, "role": p.role, "responsible": p.responsible} for p in parties],
+            "parties": [{"partner": p.partner_id, "role": p.role, "responsible": p.responsible, "state": p.state}
+                        for p in parties],
             "external_refs": payload.external_refs,
         },
         now=now,
@@ -275,11 +288,34 @@ async def open_case(
     )
     await notify_customer(session=session, case=case, kind="opened", now=now)
     await announce.webhooks(
-        session=session, case=case, kind="case.opened", partner_ids=[p.partner_id for p in parties], now=now,
-        data={"parties": [{"partner": p.partner_id, "role": p.role, "responsible": p.responsible} for p in parties]},
+        session=session, case=case, kind="case.opened",
+        partner_ids=[p.partner_id for p in parties if p.state != "invited"], now=now,
+        data={"parties": [{"partner": p.partner_id, "role": p.role, "responsible": p.responsible, "state": p.state}
+                          for p in parties]},
     )
+    for party in parties:
+        if party.state == "invited":
+            await _announce_invitation(session=session, case=case, party=party, partner=partners[party.partner_id],
+                                       invited_by=principal, now=now)
     await session.flush()
     return case_out(case, parties, principal=principal, ctype=ctype, base_url=base_url)
+
+
+async def _announce_invitation(
+    *, session: AsyncSession, case: Case, party: Party, partner: Partner, invited_by: Principal, now: dt.datetime
+) -> None:
+    """Tell an invited partner by webhook and email; it is asked nothing until it accepts."""
+    data = {"party": {"partner": party.partner_id, "role": party.role, "responsible": party.responsible,
+                      "state": party.state}, "invited_by": invited_by.partner_id or invited_by.actor}
+    key = f"invited:{party.case_id}:{party.partner_id}:{announce.stamp(now)}"
+    await announce.webhook_to(session=session, case=case, kind="party.invited", partner_id=partner.id,
+                              url=partner.webhook_url, now=now, data=data, dedupe_key=key)
+    await announce.partner_email(
+        session=session, case=case, kind="party.invited", partner=partner, now=now, dedupe_key=key,
+        context={"invited_by": invited_by.partner_id or "The complaint department", "role": party.role,
+                 "responsible": party.responsible, "cadence": format_duration(party.cadence_seconds),
+                 "partner_id": partner.id},
+    )
 
 
 def _signature(principal: Principal) -> dict[str, Any] | None:
@@ -295,7 +331,8 @@ async def _unused_ref(session: AsyncSession, prefix: str) -> str:
 
 
 async def _new_party(
-    session: AsyncSession, case: Case, spec: PartyIn, partner: Partner, ctype: CaseTypeDef, now: dt.datetime
+    session: AsyncSession, case: Case, spec: PartyIn, partner: Partner, ctype: CaseTypeDef, now: dt.datetime,
+    *, invited: bool,
 ) -> Party:
     cadence = spec.cadence or dt.timedelta(seconds=partner.default_cadence_seconds) or ctype.default_cadence
     party = Party(
@@ -304,7 +341,7 @@ async def _new_party(
         role=spec.role,
         responsible=spec.responsible,
         cadence_seconds=int(cadence.total_seconds()),
-        state="on_track",
+        state="invited" if invited else "on_track",
         joined_at=now,
         reminders_sent=0,
     )
@@ -408,16 +445,22 @@ async def list_events(
 
 
 async def post_update(
-    *, session: AsyncSession, principal: Principal, ref: str, payload: EventIn, now: dt.datetime
+    *, session: AsyncSession, principal: Principal, ref: str, payload: EventIn, now: dt.datetime,
+    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
-    """Post a status update or note; the poster's own party is back on track."""
+    """Post a status update or note; the poster's own party is back on track (and joined, if invited)."""
     if not principal.is_staff:
         routine = await _post_routine_update(session=session, principal=principal, ref=ref, payload=payload, now=now)
         if routine is not None:
             return routine
     case, party = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     ctype = await case_type(session=session, code=case.type)
-    update = _checked_update(case=case, ctype=ctype, principal=principal, payload=payload, now=now)
+    update = _checked_update(case=case, party=party, ctype=ctype, principal=principal, payload=payload, now=now)
+    if update.tells_customer and principal.partner_id is not None:
+        await trust.check_customer_message_quota(session=session, partner_id=principal.partner_id, now=now,
+                                                 limits=limits)
+    if party is not None and party.state == "invited":
+        await confirm_invitation(session=session, case=case, party=party, principal=principal, now=now)
     event = append_event(
         session=session,
         case=case,
@@ -450,12 +493,17 @@ class _Update:
     tells_customer: bool
 
 
-def _checked_update(*, case: Case, ctype: CaseTypeDef, principal: Principal, payload: EventIn, now: dt.datetime) -> _Update:
+def _checked_update(
+    *, case: Case, party: Party | None, ctype: CaseTypeDef, principal: Principal, payload: EventIn, now: dt.datetime
+) -> _Update:
     """Refuse an update the case cannot take; what it will write, and whether the customer hears of it."""
     if case.closed_at is not None:
         raise Conflict(f"Case {case.ref} is closed; updates are no longer accepted.")
+    trust.check_may_write(party)
     if payload.status is not None:
         _check_status(ctype, payload.status)
+        trust.check_status_change(case=case, party=party, status=payload.status, ctype=ctype,
+                                  staff=principal.is_staff)
     if payload.visibility == "internal" and not principal.is_staff:
         raise Forbidden("Only staff may post internal events.")
     occurred = payload.occurred_at or now
@@ -477,7 +525,7 @@ def _checked_update(*, case: Case, ctype: CaseTypeDef, principal: Principal, pay
 # party) instead of the ORM's unit of work. Anything else (the customer is told, a late or
 # released party, staff) takes the general path above, with the same checks (_checked_update).
 _READ_CASE_AND_PARTY = (
-    "SELECT c.id, c.ref, c.type, c.status, c.closed_at, c.last_seq, c.last_hash, "
+    "SELECT c.id, c.ref, c.type, c.status, c.owner_id, c.closed_at, c.last_seq, c.last_hash, "
     "p.id AS party_id, p.state AS party_state, p.responsible, p.cadence_seconds "
     "FROM cases AS c JOIN parties AS p ON p.case_id = c.id AND p.partner_id = :partner WHERE c.ref = :ref"
 )
@@ -522,14 +570,15 @@ async def _post_routine_update(
     if row is None:
         raise _not_found(ref)
     # Detached objects: the same rules run on them, and nothing is flushed from them.
-    case = Case(id=row["id"], ref=row["ref"], type=row["type"], status=row["status"], closed_at=row["closed_at"],
-                last_seq=row["last_seq"], last_hash=row["last_hash"])
+    case = Case(id=row["id"], ref=row["ref"], type=row["type"], status=row["status"], owner_id=row["owner_id"],
+                closed_at=row["closed_at"], last_seq=row["last_seq"], last_hash=row["last_hash"])
+    party = Party(id=row["party_id"], partner_id=principal.partner_id, state=row["party_state"],
+                  responsible=bool(row["responsible"]), cadence_seconds=row["cadence_seconds"])
     ctype = await case_type(session=session, code=case.type)
-    update = _checked_update(case=case, ctype=ctype, principal=principal, payload=payload, now=now)
+    update = _checked_update(case=case, party=party, ctype=ctype, principal=principal, payload=payload, now=now)
     if update.tells_customer or row["party_state"] != "on_track":
         return None
-    party = Party(id=row["party_id"], partner_id=principal.partner_id, state="on_track",
-                  responsible=bool(row["responsible"]), cadence_seconds=row["cadence_seconds"], promised_by=update.promised)
+    party.promised_by = update.promised
     schedule(party, now=now, rules=await partner_rules(session, principal.partner_id or ""))
     event = new_event(case=case, type="update", actor=principal.actor, partner_id=principal.partner_id,
                       visibility=update.visibility, body=update.body, now=now, occurred_at=update.occurred_at,
@@ -567,11 +616,15 @@ def _require_owner_or_staff(principal: Principal, case: Case) -> None:
 
 
 async def add_party(
-    *, session: AsyncSession, principal: Principal, ref: str, payload: PartyIn, now: dt.datetime, base_url: str
+    *, session: AsyncSession, principal: Principal, ref: str, payload: PartyIn, now: dt.datetime, base_url: str,
+    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> PartyOut:
-    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    """Add a party: confirmed at once when staff add it, invited when a partner names another."""
+    trust.check_cadence(payload.cadence, limits)
+    case, own = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     _require_owner_or_staff(principal, case)
     _require_open(case)
+    trust.check_may_write(own)
     partner = await session.get(Partner, payload.partner)
     if partner is None:
         raise Unprocessable(f"Unknown partner {payload.partner!r}.")
@@ -581,7 +634,8 @@ async def add_party(
     if taken is not None:
         raise Conflict(f"{payload.partner} is already a party to {case.ref}; PATCH it instead.")
     ctype = await case_type(session=session, code=case.type)
-    party = await _new_party(session, case, payload, partner, ctype, now)
+    invited = trust.joins_invited(opener=principal.partner_id, partner_id=payload.partner)
+    party = await _new_party(session, case, payload, partner, ctype, now, invited=invited)
     session.add(party)
     append_event(
         session=session,
@@ -591,15 +645,19 @@ async def add_party(
         partner_id=principal.partner_id,
         visibility="parties",
         body={"partner": party.partner_id, "role": party.role, "responsible": party.responsible,
-              "cadence_seconds": party.cadence_seconds},
+              "cadence_seconds": party.cadence_seconds, "state": party.state},
         now=now,
         signature=_signature(principal),
     )
-    await announce.webhooks(
-        session=session, case=case, kind="party.added", partner_ids=[party.partner_id], now=now,
-        data={"party": {"partner": party.partner_id, "role": party.role, "responsible": party.responsible,
-                        "next_update_due": announce.stamp(party.next_update_due)}},
-    )
+    if invited:
+        await _announce_invitation(session=session, case=case, party=party, partner=partner, invited_by=principal,
+                                   now=now)
+    else:
+        await announce.webhooks(
+            session=session, case=case, kind="party.added", partner_ids=[party.partner_id], now=now,
+            data={"party": {"partner": party.partner_id, "role": party.role, "responsible": party.responsible,
+                            "next_update_due": announce.stamp(party.next_update_due)}},
+        )
     await session.flush()
     return party_out(party)
 
@@ -612,17 +670,22 @@ async def _party_of(session: AsyncSession, case: Case, partner_id: str) -> Party
 
 
 async def patch_party(
-    *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, payload: PartyPatch, now: dt.datetime
+    *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, payload: PartyPatch, now: dt.datetime,
+    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> PartyOut:
     """Change a party's role, cadence or responsibility, or release it (or bring it back)."""
-    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    trust.check_cadence(payload.cadence, limits)
+    case, own = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     _require_owner_or_staff(principal, case)
     _require_open(case)
+    trust.check_may_write(own)
     party = await _party_of(session, case, partner_id)
     changes = payload.model_dump(mode="json", exclude_none=True)
     if not changes:
         raise Unprocessable("Nothing to change: give role, responsible, cadence or released.")
-    if payload.released and principal.is_staff:
+    watch_off = trust.takes_watch_off(party, responsible=payload.responsible, cadence=payload.cadence)
+    if (payload.released or watch_off) and principal.is_staff:
+        # Taking the watch off an overdue party is a release by another name.
         principal.require_staff("supervisor")
     if payload.role is not None:
         party.role = payload.role
@@ -634,8 +697,9 @@ async def patch_party(
         _clear_overdue(party)
         party.state = "released"
     elif payload.released is False and party.state == "released":
+        # Staff bring a party back; a partner can only invite it back (it may have declined).
         party.released_at = None
-        party.state = "on_track"
+        party.state = "on_track" if principal.is_staff else "invited"
     if payload.responsible is not None:
         if payload.responsible and party.state == "released":
             raise Conflict(f"{partner_id} was released; send released=false to bring it back.")
@@ -657,6 +721,22 @@ async def patch_party(
         now=now,
         signature=_signature(principal),
     )
+    await session.flush()
+    return party_out(party)
+
+
+async def answer_invitation(
+    *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, accept: bool, payload: AcceptIn,
+    now: dt.datetime,
+) -> PartyOut:
+    """The invited partner (or staff for it) accepts or declines being a party to the case."""
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    if not principal.is_staff and principal.partner_id != partner_id:
+        raise Forbidden("A partner answers only its own invitation.")
+    _require_open(case)
+    party = await _party_of(session, case, partner_id)
+    answer = confirm_invitation if accept else decline_invitation
+    await answer(session=session, case=case, party=party, principal=principal, now=now, note=payload.note)
     await session.flush()
     return party_out(party)
 
@@ -693,8 +773,11 @@ async def request_handoff(
     else:
         if payload.from_ not in (None, principal.partner_id):
             raise Forbidden("A partner hands off only its own custody.")
+        trust.check_may_write(own)
         if own is None or not own.responsible:
             raise Forbidden("Only the responsible party (or staff) may hand off custody.")
+        if own.state == "invited":
+            await confirm_invitation(session=session, case=case, party=own, principal=principal, now=now)
         sender = principal.partner_id
     if sender is not None:
         known = await session.scalar(select(Party.id).where(Party.case_id == case.id, Party.partner_id == sender))
@@ -753,9 +836,12 @@ async def accept_handoff(
         raise Forbidden("Only the receiving partner (or staff) may accept a handoff.")
     if handoff.state != "requested":
         raise Conflict(f"Handoff {handoff_id} is already {handoff.state}.")
+    receiver = await _party_of(session, case, handoff.to_partner_id)
+    trust.check_may_write(receiver)
+    if receiver.state == "invited":
+        await confirm_invitation(session=session, case=case, party=receiver, principal=principal, now=now)
     handoff.state = "accepted"
     handoff.accepted_at = now
-    receiver = await _party_of(session, case, handoff.to_partner_id)
     receiver.responsible = True
     if receiver.state in ("late", "escalated"):
         _clear_overdue(receiver)

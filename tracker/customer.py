@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import phonenumbers
+
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +40,18 @@ def _contact(case: Case, channel: str) -> str | None:
     if channel == "sms":
         return None if case.sms_opted_out else case.customer_phone
     return None if case.email_opted_out else case.customer_email
+
+
+def sms_country_allowed(phone: str, settings: Settings) -> bool:
+    """Against SMS pumping: with ``BATON_SMS_COUNTRIES`` set, SMS go only to numbers of those countries."""
+    allowed = {c.strip().upper() for c in settings.sms_countries.split(",") if c.strip()}
+    if not allowed:
+        return True
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        return False
+    return region in allowed
 
 
 def reachable(case: Case) -> bool:
@@ -133,7 +147,8 @@ class CustomerRenderer:
             await session.execute(
                 select(Party, Partner.name)
                 .join(Partner, Partner.id == Party.partner_id)
-                .where(Party.case_id.in_(case_ids), Party.responsible.is_(True))
+                .where(Party.case_id.in_(case_ids), Party.responsible.is_(True),
+                       Party.state.not_in(("released", "invited")))
                 .order_by(Party.joined_at)
             )
         ).all()
@@ -154,6 +169,8 @@ class CustomerRenderer:
             return Suppress(f"no {row.channel} contact, or the customer opted out")
         zone = ZoneInfo(case.customer_timezone)
         local = now.astimezone(zone)
+        if row.channel == "sms" and not sms_country_allowed(recipient, self.settings):
+            return Suppress("SMS to this number's country is not enabled (BATON_SMS_COUNTRIES)")
         if row.channel == "sms":
             start, end = self.settings.quiet_window()
             if _in_quiet_hours(local, start, end):

@@ -13,7 +13,7 @@ from tracker.validation import email_address, instant, phone_number, time_zone
 Instant = Annotated[AwareDatetime, AfterValidator(instant)]
 
 Visibility = Literal["public", "parties", "internal"]
-PartyState = Literal["on_track", "late", "escalated", "released"]
+PartyState = Literal["on_track", "late", "escalated", "released", "invited"]
 
 
 class CustomerIn(BaseModel):

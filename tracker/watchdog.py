@@ -79,7 +79,7 @@ def forget_partner_rules(partner_id: str | None = None) -> None:
 
 def schedule(party: Party, *, now: dt.datetime, rules: PartnerRules) -> None:
     """Set when the party's next update is due: a cadence of business time from now, or its own sooner promise."""
-    if not party.responsible or party.state == "released":
+    if not party.responsible or party.state in ("released", "invited"):
         party.next_update_due = None
         party.watch_at = None
         return
@@ -155,7 +155,7 @@ class Watchdog:
     async def _visit(
         self, session: AsyncSession, party: Party, case: Case, partner: Partner, now: dt.datetime, result: SweepResult
     ) -> None:
-        if case.closed_at is not None or party.state == "released":
+        if case.closed_at is not None or party.state in ("released", "invited"):
             party.watch_at = None
             return
         watching_handoff = party.state in ("late", "escalated")

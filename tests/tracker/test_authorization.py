@@ -64,6 +64,8 @@ PLAUSIBLE_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/cases/{ref}/close"): {"resolution": "Bag delivered to the customer."},
     ("POST", "/v1/cases/{ref}/status-link"): None,
     ("POST", "/v1/cases/{ref}/parties/{partner_id}/nudges"): {"note": "Where is the bag?"},
+    ("POST", "/v1/cases/{ref}/parties/{partner_id}/accept"): {},
+    ("POST", "/v1/cases/{ref}/parties/{partner_id}/decline"): {"note": "Not our bag."},
 }
 
 

@@ -10,6 +10,7 @@ from notifications.dispatcher import resend
 from tracker import cases, complaints
 from tracker.complaints import DeliveryList, DeliveryOut, DisputeList, OverdueList, Scorecard
 from tracker.errors import Forbidden, NotFound
+from tracker.invitations import InvitationList, list_invitations
 from tracker.schemas import (
     AcceptIn,
     CaseIn,
@@ -112,7 +113,8 @@ async def create_case(payload: CaseIn, ctx: Ctx = Depends(caller)) -> Response:
         ctx.principal.require_staff("agent")
     return await ctx.write(
         lambda: cases.open_case(
-            session=ctx.session, principal=ctx.principal, payload=payload, now=ctx.now(), base_url=ctx.base_url
+            session=ctx.session, principal=ctx.principal, payload=payload, now=ctx.now(), base_url=ctx.base_url,
+            limits=ctx.rt.trust,
         ),
         status_code=201,
     )
@@ -163,7 +165,8 @@ async def list_case_events(
 async def post_case_event(ref: str, payload: EventIn, ctx: Ctx = Depends(caller)) -> Response:
     """Post a status update or note. A partner's update puts its party back on track."""
     return await ctx.write(
-        lambda: cases.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now()),
+        lambda: cases.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(),
+                                  limits=ctx.rt.trust),
         status_code=201,
     )
 
@@ -174,7 +177,8 @@ async def post_case_event(ref: str, payload: EventIn, ctx: Ctx = Depends(caller)
 async def add_case_party(ref: str, payload: PartyIn, ctx: Ctx = Depends(caller)) -> Response:
     return await ctx.write(
         lambda: cases.add_party(
-            session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(), base_url=ctx.base_url
+            session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(), base_url=ctx.base_url,
+            limits=ctx.rt.trust,
         ),
         status_code=201,
     )
@@ -185,9 +189,39 @@ async def update_case_party(ref: str, partner_id: str, payload: PartyPatch, ctx:
     """Change a party's role, cadence or responsibility, or release it."""
     return await ctx.write(
         lambda: cases.patch_party(
-            session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id, payload=payload, now=ctx.now()
+            session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id, payload=payload, now=ctx.now(),
+            limits=ctx.rt.trust,
         )
     )
+
+
+@router.post(
+    "/cases/{ref}/parties/{partner_id}/accept", response_model=PartyOut, openapi_extra=IDEMPOTENCY, tags=["parties"]
+)
+async def accept_case_invitation(ref: str, partner_id: str, payload: AcceptIn, ctx: Ctx = Depends(caller)) -> Response:
+    """The invited partner joins the case; from now on it is watched if responsible."""
+    return await ctx.write(
+        lambda: cases.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
+                                        accept=True, payload=payload, now=ctx.now())
+    )
+
+
+@router.post(
+    "/cases/{ref}/parties/{partner_id}/decline", response_model=PartyOut, openapi_extra=IDEMPOTENCY, tags=["parties"]
+)
+async def decline_case_invitation(ref: str, partner_id: str, payload: AcceptIn, ctx: Ctx = Depends(caller)) -> Response:
+    """The invited partner refuses the case; it is released and writes nothing more on it."""
+    return await ctx.write(
+        lambda: cases.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
+                                        accept=False, payload=payload, now=ctx.now())
+    )
+
+
+@router.get("/invitations", response_model=InvitationList, tags=["parties"])
+async def list_party_invitations(ctx: Ctx = Depends(caller)) -> InvitationList:
+    """Parties invited by another partner that have neither accepted nor declined, oldest first (staff)."""
+    ctx.principal.require_staff("agent")
+    return await list_invitations(session=ctx.session)
 
 
 @router.get("/cases/{ref}/handoffs", response_model=HandoffList, tags=["handoffs"])
