@@ -6,9 +6,10 @@ import datetime as dt
 import functools
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -21,6 +22,16 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         default=None,
         description="Public URL as partners see it; @target-uri is rebuilt from it behind proxies.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed; "
+                    "from any other peer the connection's own address is the client's (rate limits key on it).",
+    )
+    allowed_hosts: str = Field(
+        default="127.0.0.1,localhost,[::1]",
+        description="Comma-separated Host header values served (ports ignored) besides the public URL's host; "
+                    "any other Host is refused with 400. /healthz and /readyz answer whatever the Host.",
     )
     secret_key: str = Field(default="", description="Signs console sessions; generated per process if empty.")
     admin_token: str | None = None
@@ -44,13 +55,47 @@ class Settings(BaseSettings):
                     "are sent again after it.",
     )
 
+    webhook_allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated host names or addresses exempt from the public-https rule for webhook URLs "
+                    "(local development and tests; plain http allowed for them).",
+    )
+    webhook_deadline_seconds: float = Field(
+        default=10.0, gt=0,
+        description="Total time one webhook delivery may take: resolving, connecting, sending and reading the answer.",
+    )
+    webhook_max_answer_bytes: int = Field(
+        default=4096, ge=0, description="How much of a webhook receiver's answer body is read before hanging up.",
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, description="Webhook deliveries in flight at once per worker, in their own lane.",
+    )
+
     workers_in_process: bool | None = Field(
         default=None, description="Run watchdog and dispatcher in the web process (default: on for SQLite)."
     )
+    min_cadence: str = Field(default="PT15M", pattern=r"^P", description="No party's cadence may be shorter (ISO 8601).")
+    partner_cases_per_hour: int = Field(default=500, ge=1, description="Cases one partner may open per hour.")
+    partner_customer_messages_per_hour: int = Field(
+        default=1000, ge=1, description="Customer-visible updates one partner may cause per hour.")
+    sms_countries: str = Field(
+        default="", description="Comma-separated ISO 3166 country codes SMS may go to (empty: any); "
+                                "other numbers get email only, against SMS pumping.")
     signature_max_skew_seconds: int = 300
+    signature_max_future_seconds: int = Field(
+        default=60, ge=0, description="How far ahead of the server clock a signature's 'created' may lie "
+                                      "(the past is bounded by signature_max_skew_seconds).",
+    )
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 20
     log_level: str = "INFO"
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(host.strip() for host in value.split(",") if host.strip())
+        return value
 
     @field_validator("public_base_url")
     @classmethod

@@ -23,6 +23,8 @@ The callers, on a case ``C`` owned by ``ua``, with ``lh`` the responsible carrie
     cust2   the customer of another case D, with D's token (on ``get_status``: D's own status,
             which must say nothing of C)
     agent, sup, admin   staff Bearer tokens of each role
+    inv     ``dhl``: named on C by its owner and not yet answering (party state ``invited``)
+    rel     ``ups``: party to C, released by staff (party state ``released``): writes nothing
 
 Callers that do not hold C's status link (everyone but ``cust``) call ``get_status`` with a
 well-formed token that belongs to no case. Twilio's webhooks need an ``X-Twilio-Signature``
@@ -49,7 +51,9 @@ import httpx
 from sqlalchemy import text
 
 from partners.client import BatonSigner
-from tests.conftest import World
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.conftest import PartnerKeys, World
 from tracker.clock import UTC
 from tracker.config import Settings
 from tracker.principals import create_staff_token
@@ -57,7 +61,7 @@ from tracker.web.app import create_app
 
 OPENAPI = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 
-CALLERS = ("anon", "lh", "ua", "swiss", "fast", "forged", "cust", "cust2", "agent", "sup", "admin")
+CALLERS = ("anon", "lh", "ua", "swiss", "fast", "forged", "cust", "cust2", "agent", "sup", "admin", "inv", "rel")
 
 # ---------------------------------------------------------------- the matrix (reviewed: change with care)
 #
@@ -65,45 +69,51 @@ CALLERS = ("anon", "lh", "ua", "swiss", "fast", "forged", "cust", "cust2", "agen
 # this caller (a non-party partner gets the same answer as for a case that does not exist).
 
 MATRIX: dict[str, tuple[int, ...]] = {
-    # operationId               anon  lh   ua  swiss fast forged cust cust2 agent sup admin
+    # operationId               anon  lh   ua  swiss fast forged cust cust2 agent sup admin  inv  rel
     # operations: open to all, credentials are ignored
-    "healthz":                  (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "readyz":                   (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    "prometheus_metrics":       (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "healthz":                  (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "readyz":                   (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    "prometheus_metrics":       (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
     # Twilio's webhooks: only a valid X-Twilio-Signature gets in
-    "twilio_inbound_sms":       (403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403),
-    "twilio_status_callback":   (403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403),
+    "twilio_inbound_sms":       (403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403),
+    "twilio_status_callback":   (403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403),
     # the customer's status: the link's token is the only credential
-    "get_status":               (404, 404, 404, 404, 404, 404, 200, 200, 404, 404, 404),
+    "get_status":               (404, 404, 404, 404, 404, 404, 200, 200, 404, 404, 404, 404, 404),
     # cases
-    "list_cases":               (401, 200, 200, 200, 200, 401, 401, 401, 200, 200, 200),
-    "create_case":              (401, 201, 201, 403, 403, 401, 401, 401, 201, 201, 201),
-    "get_case":                 (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200),
-    "close_case":               (401, 403, 200, 403, 404, 401, 401, 401, 403, 200, 200),
-    "rotate_case_status_link":  (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200),
-    "list_case_events":         (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200),
-    "post_case_event":          (401, 201, 201, 201, 404, 401, 401, 401, 201, 201, 201),
-    "list_case_notifications":  (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200),
+    "list_cases":               (401, 200, 200, 200, 200, 401, 401, 401, 200, 200, 200, 200, 200),
+    # a partner opens a case only as its owner (the body names ua)
+    "create_case":              (401, 403, 201, 403, 403, 401, 401, 401, 201, 201, 201, 403, 403),
+    "get_case":                 (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
+    "close_case":               (401, 403, 200, 403, 404, 401, 401, 401, 403, 200, 200, 403, 403),
+    "rotate_case_status_link":  (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
+    "list_case_events":         (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
+    # the body sets a status: only the owner, the responsible party and staff may
+    "post_case_event":          (401, 201, 201, 403, 404, 401, 401, 401, 201, 201, 201, 403, 403),
+    "list_case_notifications":  (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
     # parties and custody
-    "add_case_party":           (401, 403, 201, 403, 404, 401, 401, 401, 201, 201, 201),
-    "update_case_party":        (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200),
-    "list_case_handoffs":       (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200),
-    "request_case_handoff":     (401, 201, 403, 403, 404, 401, 401, 401, 201, 201, 201),
-    "accept_case_handoff":      (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200),
+    "add_case_party":           (401, 403, 201, 403, 404, 401, 401, 401, 201, 201, 201, 403, 403),
+    "update_case_party":        (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
+    "list_case_handoffs":       (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
+    "request_case_handoff":     (401, 201, 403, 403, 404, 401, 401, 401, 201, 201, 201, 403, 403),
+    "accept_case_handoff":      (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
     # the complaint department
-    "nudge_case_party":         (401, 403, 403, 403, 404, 401, 401, 401, 201, 201, 201),
-    "list_overdue":             (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200),
-    "list_disputes":            (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200),
-    "list_webhook_deliveries":  (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200),
-    "resend_webhook_delivery":  (401, 403, 403, 403, 403, 401, 401, 401, 403, 200, 200),
+    "nudge_case_party":         (401, 403, 403, 403, 404, 401, 401, 401, 201, 201, 201, 403, 403),
+    "list_overdue":             (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
+    "list_disputes":            (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
+    "list_webhook_deliveries":  (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
+    "resend_webhook_delivery":  (401, 403, 403, 403, 403, 401, 401, 401, 403, 200, 200, 403, 403),
     # partners: the paths name lh, so lh is "that partner" and may read its own record and scorecard;
     # revoke_partner_key names a spare key of fastcourier: no partner manages keys, not even its own
-    "list_partners":            (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200),
-    "create_partner":           (401, 403, 403, 403, 403, 401, 401, 401, 403, 403, 201),
-    "get_partner":              (401, 200, 403, 403, 403, 401, 401, 401, 200, 200, 200),
-    "get_partner_scorecard":    (401, 200, 403, 403, 403, 401, 401, 401, 200, 200, 200),
-    "add_partner_key":          (401, 403, 403, 403, 403, 401, 401, 401, 403, 403, 201),
-    "revoke_partner_key":       (401, 403, 403, 403, 403, 401, 401, 401, 403, 403, 200),
+    "list_partners":            (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
+    "create_partner":           (401, 403, 403, 403, 403, 401, 401, 401, 403, 403, 201, 403, 403),
+    "get_partner":              (401, 200, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
+    "get_partner_scorecard":    (401, 200, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
+    "add_partner_key":          (401, 403, 403, 403, 403, 401, 401, 401, 403, 403, 201, 403, 403),
+    "revoke_partner_key":       (401, 403, 403, 403, 403, 401, 401, 401, 403, 403, 200, 403, 403),
+    # invitations of parties named by another partner: the invited partner answers (staff for it)
+    "accept_case_invitation":   (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200, 200, 403),
+    "decline_case_invitation":  (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200, 200, 403),
+    "list_party_invitations":   (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
 }  # fmt: skip
 
 # Routes the app serves outside the OpenAPI document, reviewed: HTML for customers and staff, and
@@ -112,11 +122,15 @@ UNDOCUMENTED_PREFIXES = ("/s/", "/console", "/static", "/docs", "/redoc", "/open
 UNDOCUMENTED_ROUTES = {("GET", "/v1/status/{token:path}")}
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-PARTNER_CALLERS = {"lh": "lh", "ua": "ua", "swiss": "swissport-fra", "fast": "fastcourier"}
+PARTNER_CALLERS = {"lh": "lh", "ua": "ua", "swiss": "swissport-fra", "fast": "fastcourier",
+                   "inv": "dhl", "rel": "ups"}
+# Two more partners, party to C: dhl named by the owner and not yet answering (invited), ups
+# released by a supervisor. Neither is owner or responsible.
+EXTRA_PARTNERS = {"dhl": "DHL Express", "ups": "UPS"}
 STAFF_CALLERS = ("agent", "sup", "admin")
 # What each caller may see of case C: everything, the case but not its customer, or nothing.
 SEES_ALL = {"ua", "agent", "sup", "admin"}
-SEES_CASE = {"lh", "swiss", "cust"}
+SEES_CASE = {"lh", "swiss", "cust", "inv", "rel"}
 
 CUSTOMER = {"name": "Ada Lovelace", "phone": "+14155550100", "email": "ada@example.com",
             "locale": "en", "timezone": "America/New_York"}
@@ -215,23 +229,43 @@ class Matrix:
 
     async def prepare(self) -> Scene:
         now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+        for partner_id, name in EXTRA_PARTNERS.items():
+            await self.register(partner_id, name)
         async with self.sessionmaker() as session:
             for caller, role in (("agent", "agent"), ("sup", "supervisor"), ("admin", "admin")):
                 self.staff[caller] = await create_staff_token(session=session, name=f"{caller}-1", role=role, now=now)
             await session.commit()
             secrets = (await session.execute(text("SELECT webhook_secret FROM partners"))).scalars().all()
-        self.key_secrets = [*filter(None, secrets), *(p.hmac_secret for p in self.world.partners.values())]
+        self.key_secrets = [*filter(None, secrets), *(p.hmac_secret for p in self.world.partners.values() if p.hmac_secret)]
         other = await self.world.open_case(customer=OTHER_CUSTOMER, title="Damaged parcel, other customer")
         self.other_ref, self.other_token = other["ref"], other["status_url"].rsplit("/", 1)[1]
         return await self.scene()
+
+    async def register(self, partner_id: str, name: str) -> None:
+        response = await self.world.as_admin("POST", "/v1/partners",
+                                             json_body={"id": partner_id, "name": name, "kind": "courier"})
+        assert response.status_code == 201, response.text
+        private = Ed25519PrivateKey.generate()
+        keys = PartnerKeys(partner_id, f"{partner_id}-ed", private, "", "", self.world.clock)
+        response = await self.world.as_admin("POST", f"/v1/partners/{partner_id}/keys", json_body={
+            "keyid": keys.keyid, "alg": "ed25519", "public_key": keys.public_pem})
+        assert response.status_code == 201, response.text
+        self.world.partners[partner_id] = keys
 
     async def scene(self) -> Scene:
         case = await self.world.open_case(
             customer=CUSTOMER,
             parties=[{"partner": "lh", "role": "carrier", "responsible": True, "cadence": "PT6H"},
                      {"partner": "ua", "role": "owner"},
-                     {"partner": "swissport-fra", "role": "handler"}],
+                     {"partner": "swissport-fra", "role": "handler"},
+                     {"partner": "ups", "role": "courier"}],
         )
+        invited = await self.world.as_partner("ua", "POST", f"/v1/cases/{case['ref']}/parties",
+                                              json_body={"partner": "dhl", "role": "courier"})
+        assert invited.status_code == 201 and invited.json()["state"] == "invited", invited.text
+        released = await self.world.as_admin("PATCH", f"/v1/cases/{case['ref']}/parties/ups",
+                                             json_body={"released": True})
+        assert released.status_code == 200, released.text
         handoff = await self.world.as_admin("POST", f"/v1/cases/{case['ref']}/handoffs",
                                             json_body={"to": "ua", "from": "lh", "note": "Forwarded on UA123"})
         assert handoff.status_code == 201, handoff.text
@@ -269,7 +303,8 @@ class Matrix:
 
     def target(self, operation: str, scene: Scene, caller: str, extra: dict[str, Any]) -> dict[str, Any]:
         token = {"cust": scene.token, "cust2": self.other_token}.get(caller, UNKNOWN_TOKEN)
-        partner_id = "fastcourier" if operation == "revoke_partner_key" else "lh"
+        partner_id = {"revoke_partner_key": "fastcourier", "accept_case_invitation": "dhl",
+                      "decline_case_invitation": "dhl"}.get(operation, "lh")
         return {"ref": scene.ref, "partner_id": partner_id, "handoff_id": scene.handoff_id, "token": token,
                 **extra}
 
@@ -287,6 +322,8 @@ class Matrix:
             "request_case_handoff": {"to": "ua", "note": "Forwarded on UA123"},
             "accept_case_handoff": {"note": "Got it"},
             "nudge_case_party": {"note": "Where is the bag?"},
+            "accept_case_invitation": {"note": "We will collect it."},
+            "decline_case_invitation": {"note": "Not our bag."},
             "create_partner": {"id": f"dhl{n}", "name": "DHL", "kind": "courier"},
             "add_partner_key": {"keyid": f"lh-hmac-extra-{n}", "alg": "hmac-sha256"},
         }

@@ -25,6 +25,7 @@ from tracker.errors import Unauthorized
 from tracker.idempotency import IdempotencyGuard, request_digest
 from tracker.principals import Principal, authenticate_staff
 from tracker.ratelimit import RateLimits
+from tracker.trust import TrustLimits
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -38,6 +39,7 @@ class Runtime:
         self.sessionmaker = sessionmaker
         self.keys = KeyCache()
         self.limits = RateLimits(clock)
+        self.trust = TrustLimits.from_settings(settings)
         # First come, first served for database connections. SQLAlchemy's pool hands a freed
         # connection to whichever coroutine asks next, so under load some requests starve while
         # newcomers overtake them (seconds of tail latency); a semaphore the size of the pool,
@@ -193,6 +195,7 @@ async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Prin
         material=material,
         now=now.timestamp(),
         max_skew=rt.settings.signature_max_skew_seconds,
+        max_future=rt.settings.signature_max_future_seconds,
         keys=rt.keys,
     )
     # Counted once the signature verifies: key ids are public, and requests that merely claim one
