@@ -560,3 +560,17 @@ def test_chart_axes_end_on_round_numbers_and_counts_get_whole_ticks() -> None:
     assert empty.empty and empty.bars == [] and empty.description == "No data in this window."
     assert charts.meter(id="o", title="On-time rate", share=None).label == "no data"
     assert charts.meter(id="o", title="On-time rate", share=0.874).label == "87%"
+
+
+async def test_queue_lists_invitations_waiting_for_an_answer(world: World, admin: Console) -> None:
+    case = await world.open_case()
+    invited = await world.as_partner("ua", "POST", f"/v1/cases/{case['ref']}/parties",
+                                     json_body={"partner": "fastcourier", "role": "courier", "responsible": True})
+    assert invited.status_code == 201
+    queue = (await admin.get("/console/")).text
+    section = queue.split('id="invitations"', 1)[1]
+    assert case["ref"] in section and "fastcourier" in section and "asked to be responsible" in section
+    await world.as_partner("fastcourier", "POST", f"/v1/cases/{case['ref']}/parties/fastcourier/decline",
+                           json_body={})
+    after = (await admin.get("/console/")).text.split('id="invitations"', 1)[1]
+    assert case["ref"] not in after and "No invitation is waiting." in after
