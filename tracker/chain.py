@@ -4,6 +4,13 @@
     hash        = sha256(canonical({case, seq, type, actor, partner, visibility, occurred_at,
                                     received_at, body_digest, signature_digest, prev}))
 
+Exactly, so that anyone can recompute it with a JSON library and sha-256:
+``canonical`` is JSON with sorted keys, no whitespace, non-ASCII kept as UTF-8; ``case`` is the
+case reference; times are UTC with microseconds and a ``Z``; ``signature_digest`` is the digest
+of the kept signature with its raw ``body`` replaced by the body's sha-256 as ``body_sha256``
+(``null`` without a signature); the first event's ``prev`` is 64 zeros. The known answers in
+``tests/tracker/test_chain_vectors.py`` pin this: changing it is a format change, not a refactoring.
+
 The body enters through its digest so that personal data in a body can later be erased (GDPR)
 while the chain still verifies: the header, the stored digest and the signature stay. For the same
 reason a kept partner signature enters with the sha-256 of its raw request body instead of the
