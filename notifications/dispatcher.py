@@ -9,6 +9,19 @@
    attempt count (a row reclaimed after a lease expiry is not overwritten). Transient failures
    move the next attempt forward on the retry schedule with jitter; past the schedule the row
    is dead-lettered. Permanent failures fail at once and may fall back to another channel.
+   A webhook's outcome is recorded on its own as soon as it is known, with its partner's
+   circuit breaker (below), so that one slow receiver holds back no other partner's outcome.
+
+Lanes: ``channels`` / ``exclude_channels`` restrict what a dispatcher claims. The worker runs
+webhooks in a lane of their own, so customer SMS and email never wait behind a partner's server.
+
+Circuit breaker, per partner (``partners.webhook_failures``, ``webhook_paused_until``): every
+failed webhook attempt counts, a delivered one resets the count and closes the breaker. From
+``BREAKER_THRESHOLD`` consecutive failures on, a failure that finds the partner not paused
+pauses its deliveries for a period that doubles with every further ``BREAKER_THRESHOLD``
+failures (``breaker_pause``); failures of attempts already in flight do not lengthen a pause.
+A paused row is never dropped: when it comes due it is deferred to the end of the pause without
+counting an attempt. Other partners' deliveries are not touched.
 """
 
 from __future__ import annotations
@@ -18,10 +31,10 @@ import datetime as dt
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifications.models import Notification
@@ -44,6 +57,10 @@ RETRY_SCHEDULE = (
     dt.timedelta(hours=10),
 )
 LEASE = dt.timedelta(minutes=2)
+BREAKER_THRESHOLD = 5
+BREAKER_FIRST_PAUSE = dt.timedelta(minutes=1)
+BREAKER_LONGEST_PAUSE = dt.timedelta(hours=6)
+PAUSED = "receiver paused after repeated failures"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +109,14 @@ def retry_delay(attempts: int, *, rng: random.Random | None = None) -> dt.timede
     return base * jitter
 
 
+def breaker_pause(failures: int) -> dt.timedelta | None:
+    """How long a partner's webhooks wait after ``failures`` consecutive failures; None below the threshold."""
+    if failures < BREAKER_THRESHOLD:
+        return None
+    doublings = min((failures - BREAKER_THRESHOLD) // BREAKER_THRESHOLD, 16)
+    return min(BREAKER_FIRST_PAUSE * 2 ** doublings, BREAKER_LONGEST_PAUSE)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -104,6 +129,8 @@ class Dispatcher:
         on_permanent_failure: FailureHook | None = None,
         renderer: Renderer | None = None,
         lease: dt.timedelta = LEASE,
+        channels: Collection[str] | None = None,
+        exclude_channels: Collection[str] = (),
     ) -> None:
         self.sessionmaker = sessionmaker
         self.lease = lease
@@ -113,6 +140,8 @@ class Dispatcher:
         self.concurrency = concurrency
         self.on_permanent_failure = on_permanent_failure
         self.renderer = renderer
+        self.channels = tuple(channels) if channels is not None else None
+        self.exclude_channels = tuple(exclude_channels)
 
     async def run_once(self) -> int:
         """One batch: claim, send, record. Returns how many rows were handled."""
@@ -146,11 +175,24 @@ class Dispatcher:
                     log.exception("transport %s crashed on notification %s", row.channel, row.id)
                     return Outcome(row, message, error=TransportError(f"internal error: {type(exc).__name__}"))
 
-        outcomes = await asyncio.gather(*(attempt(row) for row in rows))
-        async with self.sessionmaker() as session:
-            for outcome in outcomes:
-                await self._record(session, outcome, self.clock.now())
-            await session.commit()
+        async def attempt_and_record(row: Notification) -> Outcome | None:
+            outcome = await attempt(row)
+            if row.channel != "webhook":
+                return outcome
+            # Written now, not with the batch: the other rows' outcomes must not wait for a slow receiver.
+            async with self.sessionmaker() as session:
+                if await self._record(session, outcome, self.clock.now()):
+                    await self._breaker(session, outcome, self.clock.now())
+                await session.commit()
+            return None
+
+        outcomes = await asyncio.gather(*(attempt_and_record(row) for row in rows))
+        batch = [outcome for outcome in outcomes if outcome is not None]
+        if batch:
+            async with self.sessionmaker() as session:
+                for outcome in batch:
+                    await self._record(session, outcome, self.clock.now())
+                await session.commit()
         return len(rows)
 
     async def drain(self, *, max_batches: int = 1000) -> int:
@@ -170,6 +212,10 @@ class Dispatcher:
             .order_by(Notification.next_attempt_at)
             .limit(self.batch)
         )
+        if self.channels is not None:
+            due = due.where(Notification.channel.in_(self.channels))
+        if self.exclude_channels:
+            due = due.where(Notification.channel.not_in(self.exclude_channels))
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
         claim = (
@@ -186,14 +232,22 @@ class Dispatcher:
         prepared: dict[int, Prepared] = {}
         partner_ids = {r.partner_id for r in rows if r.channel == "webhook" and r.partner_id}
         secrets: dict[str, str | None] = {}
+        paused: dict[str, dt.datetime] = {}
         if partner_ids:
-            result = await session.execute(select(Partner.id, Partner.webhook_secret).where(Partner.id.in_(partner_ids)))
-            secrets = {pid: secret for pid, secret in result.all()}
+            result = await session.execute(select(Partner.id, Partner.webhook_secret, Partner.webhook_paused_until)
+                                           .where(Partner.id.in_(partner_ids)))
+            for pid, secret, paused_until in result.all():
+                secrets[pid] = secret
+                if paused_until is not None and paused_until > now:
+                    paused[pid] = paused_until
         deferred = [r for r in rows if r.body_text is None and r.channel != "webhook"]
         if deferred and self.renderer is not None:
             prepared.update(await self.renderer(session, deferred, now))
         for row in rows:
             if row.id in prepared:
+                continue
+            if row.channel == "webhook" and row.partner_id in paused:
+                prepared[row.id] = Defer(until=paused[row.partner_id], reason=PAUSED)
                 continue
             prepared[row.id] = Outgoing(
                 id=row.id,
@@ -210,7 +264,8 @@ class Dispatcher:
             )
         return prepared
 
-    async def _record(self, session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
+    async def _record(self, session: AsyncSession, outcome: Outcome, now: dt.datetime) -> bool:
+        """Write one outcome; False when another run reclaimed the row meanwhile (nothing written)."""
         row = outcome.row
         values: dict[str, object] = {"updated_at": now}
         if outcome.message is not None and row.body_text is None:
@@ -246,10 +301,42 @@ class Dispatcher:
             session, {**values, "id": row.id, "claimed_attempts": row.attempts})
         if kept is None:
             log.warning("notification %s was reclaimed while being sent; its outcome is kept by the other run", row.id)
-            return
+            return False
         DELIVERIES.labels(row.channel, str(values.get("state", "unknown"))).inc()
         if outcome.error is not None and outcome.error.permanent and self.on_permanent_failure is not None:
             await self.on_permanent_failure(session, row, outcome.error, now)
+        return True
+
+    async def _breaker(self, session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
+        """Count a partner's webhook attempt in its circuit breaker: a delivery closes it, a failure counts."""
+        partner_id = outcome.row.partner_id
+        if partner_id is None or outcome.message is None:
+            return  # nothing was attempted (deferred, suppressed): the receiver was not tried
+        partner = Partner.__table__.c
+        if outcome.sent is not None:
+            await session.execute(
+                update(Partner.__table__)
+                .where(partner.id == partner_id,
+                       or_(partner.webhook_failures != 0, partner.webhook_paused_until.is_not(None)))
+                .values(webhook_failures=0, webhook_paused_until=None))
+            return
+        if outcome.error is None:
+            return
+        # One statement counts, so that concurrent failures of one partner all count.
+        failures = await session.scalar(
+            update(Partner.__table__).where(partner.id == partner_id)
+            .values(webhook_failures=partner.webhook_failures + 1).returning(partner.webhook_failures))
+        pause = breaker_pause(failures or 0)
+        if pause is None:
+            return
+        opened = await session.scalar(
+            update(Partner.__table__)
+            .where(partner.id == partner_id,
+                   or_(partner.webhook_paused_until.is_(None), partner.webhook_paused_until <= now))
+            .values(webhook_paused_until=now + pause).returning(partner.id))
+        if opened is not None:
+            log.warning("webhooks to partner %s paused for %s after %s consecutive failures", partner_id, pause,
+                        failures)
 
 
 _DATETIME_COLUMNS = {"updated_at", "next_attempt_at", "sent_at", "delivered_at"}
@@ -270,7 +357,11 @@ def _outcome_statement(columns: tuple[str, ...]) -> Statement:
 
 
 async def resend(*, session: AsyncSession, notification_id: int, now: dt.datetime) -> Notification | None:
-    """Put a dead or failed row back in the queue with a fresh retry schedule (staff action)."""
+    """Put a dead or failed row back in the queue with a fresh retry schedule (staff action).
+
+    A resent webhook is tried now even if its partner's breaker is open: staff asked for it. The
+    failure count stays, so if the receiver still fails, the next failure pauses it again.
+    """
     result = await session.execute(
         update(Notification)
         .where(Notification.id == notification_id, Notification.state.in_(("dead", "failed")))
@@ -278,4 +369,8 @@ async def resend(*, session: AsyncSession, notification_id: int, now: dt.datetim
         .returning(Notification)
         .execution_options(synchronize_session=False)
     )
-    return result.scalar_one_or_none()
+    row = result.scalar_one_or_none()
+    if row is not None and row.channel == "webhook" and row.partner_id is not None:
+        await session.execute(update(Partner.__table__).where(Partner.__table__.c.id == row.partner_id)
+                              .values(webhook_paused_until=None))
+    return row

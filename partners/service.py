@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
+from collections.abc import Collection
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from partners.models import Partner, PartnerKey, SignatureNonce
 from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerOut
 from partners.signatures import KeyMaterial
+from partners.webhook_urls import BlockedWebhookURL, allow_hosts_of, check_webhook_url
 from tracker.db import Statement, UTCDateTime
 from tracker.errors import Conflict, NotFound, Unprocessable
 
@@ -22,8 +24,15 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-async def register_partner(*, session: AsyncSession, payload: PartnerIn, now: dt.datetime) -> PartnerOut:
-    """Register a partner; a webhook secret is generated (and returned once) when none is given."""
+async def register_partner(*, session: AsyncSession, payload: PartnerIn, now: dt.datetime,
+                           allow_hosts: str | Collection[str] | None = None) -> PartnerOut:
+    """Register a partner; a webhook secret is generated (and returned once) when none is given.
+
+    ``allow_hosts`` defaults to the allow-list the session carries (the app's settings).
+    """
+    if payload.webhook_url is not None:
+        check_url(url=str(payload.webhook_url),
+                  allow_hosts=allow_hosts_of(session.info) if allow_hosts is None else allow_hosts)
     if await session.get(Partner, payload.id) is not None:
         raise Conflict(f"Partner {payload.id!r} already exists.")
     generated = None if payload.webhook_secret else new_webhook_secret()
@@ -46,6 +55,14 @@ async def register_partner(*, session: AsyncSession, payload: PartnerIn, now: dt
     out = partner_out(partner, [])
     out.webhook_secret = generated
     return out
+
+
+def check_url(*, url: str, allow_hosts: str | Collection[str]) -> None:
+    """A webhook URL as SPEC.md allows it (https, public address), else 422 naming the field."""
+    try:
+        check_webhook_url(url, allow_hosts=allow_hosts)
+    except BlockedWebhookURL as exc:
+        raise Unprocessable(f"webhook_url: {exc}", errors=[{"field": "webhook_url", "message": str(exc)}]) from None
 
 
 async def get_partner(*, session: AsyncSession, partner_id: str) -> PartnerOut:

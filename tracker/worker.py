@@ -1,8 +1,10 @@
 """Background work, in ``baton worker`` processes or inside the web process (embedded mode).
 
 Each round: the watchdog sweeps what is due, the dispatcher drains the outbox, and housekeeping
-forgets expired nonces and idempotency records. Every job is safe to run in several processes
-at once: claims are ``FOR UPDATE SKIP LOCKED`` or conditional updates, deletes only delete.
+forgets expired nonces and idempotency records. Webhooks go in a lane of their own (their own
+dispatcher, and in ``run_forever`` their own loop): a partner's slow receiver delays only that
+partner's webhooks, never a customer's SMS or email, another round of the watchdog, or housekeeping.
+Every job is safe to run in several processes at once: claims are ``FOR UPDATE SKIP LOCKED`` or conditional updates, deletes only delete.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete
@@ -25,6 +28,7 @@ from tracker.customer import CustomerRenderer, on_permanent_failure
 from tracker.db import make_engine, make_sessionmaker
 from tracker.metrics import WATCHDOG
 from tracker.models import IdempotencyRecord
+from tracker.sms_inbound import purge_inbound_messages
 from tracker.watchdog import Watchdog, WatchdogConfig
 
 log = logging.getLogger("baton.worker")
@@ -33,7 +37,10 @@ IDEMPOTENCY_RETENTION = dt.timedelta(hours=48)
 
 def build_transports(settings: Settings) -> dict[str, Transport]:
     """The senders this configuration allows; a channel without one is stored as ``logged``."""
-    transports: dict[str, Transport] = {"webhook": WebhookTransport()}
+    transports: dict[str, Transport] = {"webhook": WebhookTransport(
+        timeout=settings.webhook_deadline_seconds, allow_hosts=settings.webhook_allow_hosts,
+        max_answer_bytes=settings.webhook_max_answer_bytes,
+    )}
     if settings.smtp_url:
         transports["email"] = EmailTransport(url=settings.smtp_url, sender=settings.email_from)
     if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from:
@@ -48,8 +55,8 @@ def build_transports(settings: Settings) -> dict[str, Transport]:
 
 
 async def housekeeping(session: AsyncSession, now: dt.datetime) -> int:
-    """Forget spent nonces and idempotency records past their use (clients retry within hours)."""
-    purged = await purge_nonces(session=session, now=now)
+    """Forget spent nonces, idempotency records past their use (clients retry within hours) and old MessageSids."""
+    purged = await purge_nonces(session=session, now=now) + await purge_inbound_messages(session=session, now=now)
     result = await session.execute(
         delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - IDEMPOTENCY_RETENTION)
     )
@@ -78,16 +85,33 @@ class Worker:
             sessionmaker=sessionmaker, clock=clock, config=WatchdogConfig(supervisors_email=settings.supervisors_email)
         )
         self.transports = transports if transports is not None else build_transports(settings)
+        lease = dt.timedelta(seconds=settings.dispatch_lease_seconds)
         self.dispatcher = Dispatcher(
             sessionmaker=sessionmaker,
             clock=clock,
             transports=self.transports,
             renderer=CustomerRenderer(settings),
             on_permanent_failure=on_permanent_failure,
-            lease=dt.timedelta(seconds=settings.dispatch_lease_seconds),
+            lease=lease,
+            exclude_channels=("webhook",),
+        )
+        # Webhooks: their own claims, concurrency and deadline (the transport's); see the module doc.
+        self.webhooks = Dispatcher(
+            sessionmaker=sessionmaker,
+            clock=clock,
+            transports=self.transports,
+            concurrency=settings.webhook_concurrency,
+            batch=4 * settings.webhook_concurrency,  # a batch outlives no lease: few rows per deadline
+            lease=lease,
+            channels=("webhook",),
         )
 
     async def run_round(self) -> RoundResult:
+        """One round of everything: the webhook lane beside the rest, never in front of it."""
+        main, webhooks = await asyncio.gather(self._main_round(), self.webhooks.drain(max_batches=50))
+        return RoundResult(flagged=main.flagged, sent=main.sent + webhooks, purged=main.purged)
+
+    async def _main_round(self) -> RoundResult:
         sweep = await self.watchdog.sweep()
         for kind in ("late", "escalated", "handoffs_flagged", "deadlines"):
             if getattr(sweep, kind):
@@ -99,14 +123,28 @@ class Worker:
         return RoundResult(flagged=sweep.total(), sent=sent, purged=purged)
 
     async def run_forever(self, *, interval: float) -> None:
-        """Rounds until cancelled. A failing round is logged and retried; it never ends the loop."""
+        """Rounds until cancelled, the webhook lane in a loop of its own. A failing round is logged
+        and retried; it never ends a loop."""
+        lanes = [asyncio.create_task(self._loop("worker round", self._main_round, interval)),
+                 asyncio.create_task(self._loop("webhook round", self._webhook_round, interval))]
+        try:
+            await asyncio.gather(*lanes)
+        finally:
+            for lane in lanes:
+                lane.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+
+    async def _webhook_round(self) -> RoundResult:
+        return RoundResult(flagged=0, sent=await self.webhooks.drain(max_batches=50), purged=0)
+
+    async def _loop(self, name: str, round_: Callable[[], Awaitable[RoundResult]], interval: float) -> None:
         while True:
             try:
-                done = await self.run_round()
+                done = await round_()
                 if done.flagged or done.sent:
-                    log.info("worker round: %s flagged, %s sent", done.flagged, done.sent)
+                    log.info("%s: %s flagged, %s sent", name, done.flagged, done.sent)
             except Exception:
-                log.exception("worker round failed; retrying next round")
+                log.exception("%s failed; retrying next round", name)
             await asyncio.sleep(interval)
 
     async def close(self) -> None:

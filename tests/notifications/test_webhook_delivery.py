@@ -24,7 +24,7 @@ from notifications.transports import Sent, WebhookTransport
 from partners.models import Partner
 from partners.service import new_webhook_secret
 from tests.conftest import Database, World
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
 from tracker.clock import UTC, FrozenClock
 from tracker.config import Settings
 from tracker.db import make_engine, make_sessionmaker
@@ -60,7 +60,7 @@ async def test_failing_receiver_gets_every_event_exactly_once_after_it_recovers(
         await rig.dispatcher.drain()  # attempt 1: 500
         failed_at = world.clock.now()
         rows = await webhook_rows(rig)
-        assert {(r.state, r.attempts, r.last_error) for r in rows} == {("pending", 1, "receiver answered 500")}
+        assert {(r.state, r.attempts, r.last_error) for r in rows} == {("pending", 1, "http 500")}
         first_retry = min(r.next_attempt_at for r in rows)
         assert first_retry > failed_at
 
@@ -74,7 +74,7 @@ async def test_failing_receiver_gets_every_event_exactly_once_after_it_recovers(
         await retry_all(rig)  # attempt 3: connection refused
         rows = await webhook_rows(rig)
         assert {(r.state, r.attempts) for r in rows} == {("pending", 3)}
-        assert all("Connect" in (r.last_error or "") for r in rows)
+        assert {r.last_error for r in rows} == {"connection refused"}  # the class, not the socket error
 
         lh.recover()
         await retry_all(rig)  # attempt 4: delivered
@@ -150,7 +150,7 @@ async def test_dead_letter_is_listed_and_a_supervisor_can_resend_it(world: World
         assert listed.status_code == 200, listed.text
         [item] = listed.json()["items"]
         assert (item["id"], item["case"], item["partner"], item["kind"]) == (row.id, ref, "lh", "case.opened")
-        assert (item["state"], item["attempts"], item["last_error"]) == ("dead", 8, "receiver answered 500")
+        assert (item["state"], item["attempts"], item["last_error"]) == ("dead", 8, "http 500")
         assert item["message_id"] == row.message_id
         delivered = await world.client.get("/v1/webhook-deliveries?state=delivered", headers=agent)
         assert delivered.json()["items"] == []
@@ -175,14 +175,14 @@ async def test_dead_letter_is_listed_and_a_supervisor_can_resend_it(world: World
 
 async def test_hanging_receiver_is_retried_with_the_same_webhook_id_not_lost(world: World, rig: Rig) -> None:
     impatient = Dispatcher(sessionmaker=rig.sessionmaker, clock=world.clock,
-                           transports={"webhook": WebhookTransport(timeout=0.3)})
+                           transports={"webhook": WebhookTransport(timeout=0.3, allow_hosts=LOCAL_RECEIVERS)})
     async with rig.receiver_for("lh") as lh:
         await world.open_case()
         lh.hang(10)
         await impatient.drain()
         [row] = await webhook_rows(rig)
         assert (row.state, row.attempts) == ("pending", 1)
-        assert "Timeout" in (row.last_error or "")
+        assert row.last_error == "timeout"
         assert len(lh.received) == 1  # it arrived; only the answer was late
 
         lh.recover()
@@ -236,7 +236,7 @@ async def test_two_dispatchers_on_postgresql_send_each_row_once(pg_db: Database)
                                   recipient=receiver.url, now=clock.now(), partner_id="lh",
                                   payload={"type": "party.late", "data": {"n": n}})
                 await session.commit()
-            transports = [WebhookTransport() for _ in engines]
+            transports = [WebhookTransport(allow_hosts=LOCAL_RECEIVERS) for _ in engines]
             dispatchers = [Dispatcher(sessionmaker=make_sessionmaker(engine), clock=clock,
                                       transports={"webhook": transport}, batch=25,
                                       concurrency=2)  # the receiver's listen backlog is 5

@@ -51,7 +51,7 @@ from partners.models import Partner
 from tests.conftest import ADMIN_TOKEN, Database, World
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
 from tracker.clock import UTC, FrozenClock
 from tracker.config import Settings
 from tracker.worker import Worker
@@ -113,7 +113,7 @@ class Rig:
                                        sender=twilio.phone_number, status_callback=f"{PUBLIC}/hooks/twilio/status",
                                        api_base=twilio.url, timeout=PROVIDER_TIMEOUT),
                 "email": EmailTransport(url=smtp.url, sender=SENDER, timeout=PROVIDER_TIMEOUT),
-                "webhook": WebhookTransport(timeout=PROVIDER_TIMEOUT),
+                "webhook": WebhookTransport(timeout=PROVIDER_TIMEOUT, allow_hosts=LOCAL_RECEIVERS),
             },
         )
 

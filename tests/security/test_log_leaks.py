@@ -41,7 +41,7 @@ from partners.models import Partner
 from tests.conftest import ADMIN_TOKEN, BASE_URL, Database, World
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
 from tracker import logs
 from tracker.clock import UTC, FrozenClock
 from tracker.config import Settings
@@ -112,7 +112,7 @@ def settings(captured: Capture, db: Database, twilio: TwilioDouble, smtp: SMTPSi
         database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=PUBLIC, workers_in_process=False,
         twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
         twilio_from=twilio.phone_number, twilio_api_base=twilio.url, smtp_url=smtp.url,
-        email_from="Baton <baton@baton.test>", supervisors_email=SUPERVISORS,
+        email_from="Baton <baton@baton.test>", supervisors_email=SUPERVISORS, webhook_allow_hosts=LOCAL_RECEIVERS,
     )
 
 

@@ -21,7 +21,8 @@ whose tail goes into every failure message (``log_tail()``). Whatever is still r
 at interpreter exit. Several processes start at once with ``start(wait=False)`` then ``ready()``.
 
 The environment of a process is this one without any ``BATON_*`` variable (a developer's shell
-must not point a test at another database), plus ``BATON_DATABASE_URL`` and what ``env`` adds.
+must not point a test at another database), plus ``BATON_DATABASE_URL``, ``BATON_WEBHOOK_ALLOW_HOSTS``
+(webhook receivers on 127.0.0.1) and what ``env`` adds.
 
 The load client (``SignedLoad``) is a separate process, as a partner would be: it posts signed
 updates with ``partners.client.BatonClient`` (Ed25519), each with its own ``Idempotency-Key`` and
@@ -133,6 +134,7 @@ def child_env(db_url: str | None, env: Mapping[str, str] | None = None) -> dict[
     out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     if db_url is not None:
         out["BATON_DATABASE_URL"] = db_url
+    out["BATON_WEBHOOK_ALLOW_HOSTS"] = "127.0.0.1,localhost"  # test receivers listen on 127.0.0.1
     out.update(env or {})
     return out
 

@@ -37,7 +37,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.support._http import Reply, Server, free_port
 
-__all__ = ["Received", "WebhookReceiver"]
+__all__ = ["LOCAL_RECEIVERS", "Received", "WebhookReceiver"]
+
+# BATON_WEBHOOK_ALLOW_HOSTS for tests: receivers listen on 127.0.0.1, which Baton otherwise refuses.
+LOCAL_RECEIVERS = "127.0.0.1,localhost"
 
 
 class Received(NamedTuple):

@@ -31,7 +31,7 @@ from partners.service import new_webhook_secret
 from tests.conftest import Database
 from tests.support import _http
 from tests.support.smtp import SMTPSink
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
 from tracker.chain import GENESIS
 from tracker.clock import UTC, SystemClock
 from tracker.config import Settings
@@ -94,7 +94,8 @@ async def seed(engine: AsyncEngine, *, parties: int, now: dt.datetime, webhook_u
 async def run_workers(database_url: str, smtp_url: str, count: int = 2) -> None:
     """``count`` concurrent ``baton worker --once`` processes; each must exit cleanly."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("BATON_")}
-    env.update(BATON_DATABASE_URL=database_url, BATON_SMTP_URL=smtp_url, BATON_LOG_LEVEL="WARNING")
+    env.update(BATON_DATABASE_URL=database_url, BATON_SMTP_URL=smtp_url, BATON_LOG_LEVEL="WARNING",
+               BATON_WEBHOOK_ALLOW_HOSTS=LOCAL_RECEIVERS)
     processes = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tracker.cli", "worker", "--once", cwd=REPO, env=env,

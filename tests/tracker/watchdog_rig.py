@@ -30,7 +30,7 @@ from notifications.transports import EmailTransport, WebhookTransport
 from partners.models import Partner
 from tests.conftest import PartnerKeys, World
 from tests.support.smtp import SMTPSink
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
 from tracker.casetypes import forget_case_types
 from tracker.watchdog import SweepResult, Watchdog, WatchdogConfig, forget_partner_rules
 
@@ -49,7 +49,7 @@ class Rig:
         self.sessionmaker = sessionmaker_of(world)
         self.watchdog = Watchdog(sessionmaker=self.sessionmaker, clock=world.clock,
                                  config=WatchdogConfig(supervisors_email=SUPERVISORS))
-        self.webhooks = WebhookTransport(timeout=webhook_timeout)
+        self.webhooks = WebhookTransport(timeout=webhook_timeout, allow_hosts=LOCAL_RECEIVERS)
         self.dispatcher = Dispatcher(
             sessionmaker=self.sessionmaker, clock=world.clock,
             transports={"webhook": self.webhooks,
