@@ -193,11 +193,15 @@ def verify(ref: str) -> None:
 @app.command()
 def erase(ref: str, yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
     """Erase the customer's personal data from a case (GDPR); the timeline still verifies."""
-    from tracker.erasure import erase_customer
+    from tracker.erasure import erase_customer, forget_old_pages
 
     if not yes:
         typer.confirm(f"Erase the customer's name, phone, email and messages from {ref}?", abort=True)
     done = _run(lambda s: erase_customer(session=s, ref=ref, actor="staff:cli", now=_now()))
+    # Committed: now the old page images can leave SQLite's WAL file as well.
+    if not _run(lambda s: forget_old_pages(engine=s.bind), commit=False) and get_settings().is_sqlite:
+        err.print("[yellow]warning:[/yellow] the WAL checkpoint was busy; old pages may stay in the -wal file "
+                  "until the next checkpoint (stop other Baton processes and run erase again).")
     console.print(f"erased from {ref}: {done}")
 
 
@@ -240,7 +244,8 @@ def partners_add(
     except ValidationError as exc:
         err.print(f"[red]error:[/red] {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from None
-    out = _run(lambda s: register_partner(session=s, payload=payload, now=_now()))
+    out = _run(lambda s: register_partner(session=s, payload=payload, now=_now(),
+                                          allow_hosts=get_settings().webhook_allow_hosts))
     console.print(f"registered {out.id}; webhook secret (shown once): {out.webhook_secret}")
 
 

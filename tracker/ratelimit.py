@@ -30,8 +30,18 @@ class Limit:
                 del self._hits[stale]
         return hits
 
+    def __contains__(self, key: str) -> bool:
+        """Whether a count is held for ``key``."""
+        return key in self._hits
+
     def check(self, key: str, now: float, *, detail: str) -> None:
-        """Raise 429 (with Retry-After) when ``key`` is at its limit; does not count."""
+        """Raise 429 (with Retry-After) when ``key`` is at its limit; does not count.
+
+        A key never hit is not stored: ``check`` runs before the caller is authenticated, and
+        claimed keys must not fill the table.
+        """
+        if key not in self._hits:
+            return
         hits = self._prune(key, now)
         if len(hits) >= self.limit:
             retry = max(1, math.ceil(hits[0] + self.window_seconds - now))
@@ -46,8 +56,9 @@ class RateLimits:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.bad_tokens = Limit("status-link failures per address", 20, 60)
-        self.status_lookups = Limit("status-link lookups per address", 120, 60)
+        # Unknown tokens only: counted after the lookup, so a valid token is never refused by it.
+        self.bad_tokens = Limit("unknown status links per address", 20, 60)
+        self.status_lookups = Limit("lookups of one status link per address", 120, 60)
         self.inbound_sms = Limit("inbound SMS per sender", 30, 600)
         self.sign_in = Limit("console sign-in failures per address", 10, 600)
         self.partner_requests = Limit("requests per partner key", 6000, 60)

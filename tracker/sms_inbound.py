@@ -8,25 +8,34 @@
    open case, or lists the references when there are several.
 4. Any other text becomes a customer message on the sender's only open case, and reaches the
    owner partner by webhook.
+
+Twilio retries a webhook it got no answer to, and a captured signed webhook can be posted again:
+each ``MessageSid`` is claimed in ``inbound_messages`` in the transaction that acts on it, so a
+second delivery is answered with nothing to send and changes nothing. Claims are kept 30 days.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.customer_messages import CustomerView, render_sms
 from notifications.sms_text import to_gsm7
-from tracker.models import Case, CaseType
+from tracker.models import Case, CaseType, InboundMessage
 from tracker.refs import ParsedRef, find_refs_in_text, parse_ref
 from tracker.status import post_customer_message, status_of
 from tracker.timeline import append_event
 from tracker.validation import phone_number
 
+# Far past Twilio's retries. Its signature has no timestamp: a capture replayed after this is acted on again.
+INBOUND_RETENTION = dt.timedelta(days=30)
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPP", "ARRET", "ARRÊT", "BAJA"}
 START_WORDS = {"START", "UNSTOP", "YES"}
 HELP_WORDS = {"HELP", "INFO", "HILFE", "AIDE", "AYUDA"}
@@ -89,6 +98,25 @@ REPLIES: dict[str, dict[str, str]] = {
 def _say(locale: str, key: str, **values: str) -> str:
     lang = locale.split("-")[0] if locale.split("-")[0] in REPLIES else "en"
     return to_gsm7(REPLIES[lang][key].format(**values))
+
+
+async def claim_message(*, session: AsyncSession, sid: str, now: dt.datetime) -> bool:
+    """Claim a MessageSid in the caller's transaction; False when it was already processed (a replay)."""
+    key = sid if len(sid) <= 64 else hashlib.sha256(sid.encode()).hexdigest()  # Twilio's are 34 characters
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(InboundMessage)
+    # A concurrent twin waits on the primary key until the first commits, then inserts nothing.
+    result = await session.execute(
+        insert.values(sid=key, received_at=now).on_conflict_do_nothing(index_elements=["sid"])
+        .returning(InboundMessage.sid)
+    )
+    return result.first() is not None
+
+
+async def purge_inbound_messages(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Forget MessageSids claimed more than 30 days ago."""
+    result = await session.execute(delete(InboundMessage).where(InboundMessage.received_at < now - INBOUND_RETENTION))
+    return result.rowcount or 0
 
 
 async def handle_inbound_sms(

@@ -84,10 +84,11 @@ def token_shape_ok(token: str) -> bool:
 
 
 async def case_for_token(*, session: AsyncSession, token: str, for_update: bool = False) -> Case:
-    """The case of a status link. Unknown and malformed tokens raise the same NotFound."""
+    """The case of a status link. Unknown, malformed and erased ones raise the same NotFound."""
     if not token_shape_ok(token):
         raise NotFound("No such status page.")
-    query = select(Case).where(Case.status_token_locator == token[:8])
+    # An erased case's link opens nothing, and says no more than a link that never existed.
+    query = select(Case).where(Case.status_token_locator == token[:8], Case.erased_at.is_(None))
     if for_update:
         query = query.with_for_update()
     for case in (await session.scalars(query)).all():
@@ -107,7 +108,7 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
         )
     ).all()
     names = {party.partner_id: name for party, name in rows}
-    responsible = [(party, name) for party, name in rows if party.responsible and party.state != "released"]
+    responsible = [(party, name) for party, name in rows if party.responsible and party.state not in ("released", "invited")]
     holder_row = next((r for r in responsible if r[0].role != "owner"), responsible[0] if responsible else None)
     notices = [
         Notice(kind=party.state, waiting_on=name, since=party.overdue_since,  # type: ignore[arg-type]

@@ -8,14 +8,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, World
+from tests.conftest import ADMIN_TOKEN, ALLOWED_HOSTS, World
 from tracker.config import Settings
 from tracker.verify import verify_case
 
 
 @pytest.fixture
 def settings(pg_db: Any) -> Settings:  # PostgreSQL only: SQLite serializes every writer anyway
-    return Settings(database_url=pg_db.url, admin_token=ADMIN_TOKEN, workers_in_process=False, db_pool_size=20)
+    return Settings(database_url=pg_db.url, admin_token=ADMIN_TOKEN, workers_in_process=False, db_pool_size=20,
+                    allowed_hosts=ALLOWED_HOSTS)
 
 
 async def test_fifty_concurrent_signed_updates_leave_a_gapless_sequence_and_intact_chain(world: World) -> None:

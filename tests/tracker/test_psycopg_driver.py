@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, World
+from tests.conftest import ADMIN_TOKEN, ALLOWED_HOSTS, World
 from tracker.config import Settings
 
 
 @pytest.fixture
 def settings(pg_db: Any) -> Settings:
     url = pg_db.url.replace("postgresql+asyncpg://", "postgresql+psycopg://")
-    return Settings(database_url=url, admin_token=ADMIN_TOKEN, workers_in_process=False)
+    return Settings(database_url=url, admin_token=ADMIN_TOKEN, workers_in_process=False, allowed_hosts=ALLOWED_HOSTS)
 
 
 async def test_signed_update_replay_and_dedupe_work_on_psycopg(world: World) -> None:

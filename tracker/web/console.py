@@ -56,7 +56,8 @@ from tracker.web.console_session import (
     start_session,
 )
 from tracker.web.deps import base_url, db_session, runtime
-from tracker.web.status_pages import client_address
+from tracker.invitations import list_invitations
+from tracker.web.proxies import client_address
 
 PAGE = 50
 QUEUE_REFRESH_SECONDS = 30
@@ -291,6 +292,7 @@ async def queue(
         "nudge_interval": NUDGE_INTERVAL,
         "refresh": 0 if refresh == "off" else QUEUE_REFRESH_SECONDS,
         "refresh_toggle_url": _with(request, refresh=None if refresh == "off" else "off"),
+        "invitations": (await list_invitations(session=session, limit=PAGE)).items,
     })
 
 
@@ -435,7 +437,7 @@ async def add_party(
     payload = PartyIn.model_validate({"partner": partner, "role": _blank(role) or "party",
                                       "responsible": responsible is not None, "cadence": _blank(cadence)})
     await cases.add_party(session=session, principal=staff.principal, ref=ref, payload=payload,
-                          now=_now(request), base_url=_base(request))
+                          now=_now(request), base_url=_base(request), limits=request.app.state.runtime.trust)
     await session.commit()
     return _done(None, _case_url(ref), "party-added")
 

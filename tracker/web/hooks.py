@@ -13,7 +13,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from notifications.models import Notification
 from notifications.transports import TransportError
 from tracker.customer import on_permanent_failure
-from tracker.sms_inbound import handle_inbound_sms
+from tracker.sms_inbound import claim_message, handle_inbound_sms
 from tracker.errors import Forbidden
 from tracker.schemas import Problem
 from tracker.web.deps import db_session, runtime
@@ -85,10 +85,15 @@ async def twilio_inbound_sms(
     sender = params.get("From", "")
     limit, at = rt.limits.inbound_sms, rt.limits.now()
     limit.check(sender, at, detail="Too many text messages from this number.")
+    twiml = MessagingResponse()
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    if sid and not await claim_message(session=session, sid=sid, now=rt.clock.now()):
+        # Already answered: Twilio would send a reply again, so the replay gets none.
+        await session.rollback()
+        return Response(str(twiml), media_type="application/xml")
     limit.hit(sender, at)
     reply = await handle_inbound_sms(session=session, sender=sender, text=params.get("Body", "")[:1600],
                                      now=rt.clock.now(), base_url=rt.settings.callback_base_url())
     await session.commit()
-    twiml = MessagingResponse()
     twiml.message(reply)
     return Response(str(twiml), media_type="application/xml")

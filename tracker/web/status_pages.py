@@ -1,7 +1,11 @@
 """The customer's status link: ``/s/{token}`` (HTML, no JavaScript) and ``/v1/status/{token}`` (JSON).
 
-Lookups are rate-limited per client address: after 20 unknown tokens in a minute an address gets
-429 for the rest of the minute. An unknown token and a malformed one get the same 404 page.
+The token is looked up first, then counted: an unknown token counts against its client address
+(``tracker.web.proxies.client_address``), and past 20 unknown tokens in a minute the address gets
+429 instead of 404 for the rest of the minute. A valid token is never refused by that limit:
+behind a carrier NAT or a load balancer one address is every customer, and a guesser there must not
+lock them all out. A valid link polled from one address more than 120 times a minute is limited
+on its own (keyed by address and case). An unknown, malformed or erased token gets the same 404.
 """
 
 from __future__ import annotations
@@ -21,13 +25,10 @@ from tracker.schemas import Problem
 from tracker.status import StatusOut
 from tracker.web.deps import Runtime, db_session, runtime
 from tracker.web.i18n import Words, pick_locale
+from tracker.web.proxies import client_address
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(tags=["customer"])
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 class Lookup:
@@ -41,14 +42,16 @@ class Lookup:
 
     async def case(self, token: str, *, for_update: bool = False) -> Case:
         limits, now = self.rt.limits, self.rt.limits.now()
-        limits.bad_tokens.check(self.address, now, detail="Too many unknown status links from your address.")
-        limits.status_lookups.check(self.address, now, detail="Too many status requests from your address.")
-        limits.status_lookups.hit(self.address, now)
         try:
-            return await customer_side.case_for_token(session=self.session, token=token, for_update=for_update)
+            case = await customer_side.case_for_token(session=self.session, token=token, for_update=for_update)
         except NotFound:
+            limits.bad_tokens.check(self.address, now, detail="Too many unknown status links from your address.")
             limits.bad_tokens.hit(self.address, now)
             raise
+        polled = f"{self.address} {case.id}"
+        limits.status_lookups.check(polled, now, detail="Too many status requests from your address.")
+        limits.status_lookups.hit(polled, now)
+        return case
 
 
 def _words(request: Request, case: Case | None) -> Words:
