@@ -10,6 +10,11 @@ A request is accepted when:
 5. the key exists, is active, and its algorithm matches ``alg`` when that is given;
 6. the signature over the reconstructed signature base verifies.
 
+Parsing refuses oversized headers and parameters (label, ``keyid``, ``nonce``) before anything
+is looked up, stored or echoed: a hostile caller must not make Baton remember or repeat megabytes.
+``created`` may lie at most ``max_future`` seconds ahead: honest clocks drift by seconds, and a
+request dated minutes ahead would stay usable for longer than the skew window intends.
+
 Nonce uniqueness needs the database and is checked by the caller (see ``partners.auth``).
 Key objects are built once per key and cached: PEM parsing is not free on the hot path.
 """
@@ -33,6 +38,10 @@ from tracker.errors import Unauthorized
 
 ALGORITHMS = ("ed25519", "hmac-sha256")
 _DERIVED = {"@method", "@target-uri", "@authority", "@scheme", "@path", "@query", "@request-target"}
+# Longer values are refused unread: a key id, nonce or label is an identifier, never a payload.
+MAX_PARAM_CHARS = 256
+# Room for a few labels of covered components and parameters each at MAX_PARAM_CHARS.
+MAX_HEADER_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +104,20 @@ def parse_signature_headers(headers: Mapping[str, str]) -> SignedRequest:
     raw_sig = headers.get("signature")
     if not raw_input or not raw_sig:
         raise Unauthorized("The request is not signed: Signature-Input and Signature headers are required.")
+    if len(raw_input) > MAX_HEADER_CHARS or len(raw_sig) > MAX_HEADER_CHARS:
+        raise Unauthorized(f"Signature-Input and Signature are limited to {MAX_HEADER_CHARS} characters each.")
     try:
         inputs = http_sf.parse(raw_input.encode(), tltype="dictionary")
         signatures = http_sf.parse(raw_sig.encode(), tltype="dictionary")
     except Exception as exc:  # http_sf raises several types for malformed fields
-        raise Unauthorized(f"Malformed signature header: {exc}") from None
+        # The parser's message may quote a key of the field: repeat it only when it is short.
+        reason = str(exc) if len(str(exc)) <= MAX_PARAM_CHARS else "not an RFC 8941 dictionary"
+        raise Unauthorized(f"Malformed signature header: {reason}") from None
     if not inputs:
         raise Unauthorized("Signature-Input is empty.")
     label = next(iter(inputs))
+    if len(label) > MAX_PARAM_CHARS:
+        raise Unauthorized(f"The signature label is longer than {MAX_PARAM_CHARS} characters.")
     member = inputs[label]
     if label not in signatures:
         raise Unauthorized(f"No Signature for label {label!r}.")
@@ -118,6 +133,8 @@ def parse_signature_headers(headers: Mapping[str, str]) -> SignedRequest:
     keyid, nonce, created = params.get("keyid"), params.get("nonce"), params.get("created")
     if not isinstance(keyid, str) or not isinstance(nonce, str) or not isinstance(created, int):
         raise Unauthorized("Signature parameters created, keyid and nonce are required.")
+    if len(keyid) > MAX_PARAM_CHARS:
+        raise Unauthorized(f"The signature keyid is longer than {MAX_PARAM_CHARS} characters.")
     if not nonce or len(nonce) > 200:
         raise Unauthorized("The nonce must be between 1 and 200 characters.")
     expires = params.get("expires")
@@ -190,9 +207,14 @@ def verify_request(
     now: float,
     max_skew: int,
     keys: KeyCache,
+    max_future: int | None = None,
     digest_checked: bool = False,
 ) -> VerifiedSignature:
-    """Steps 2–6. ``headers`` must be a case-insensitive mapping (lower-case lookups)."""
+    """Steps 2–6. ``headers`` must be a case-insensitive mapping (lower-case lookups).
+
+    ``created`` may be up to ``max_skew`` seconds in the past and ``max_future`` (default: ``max_skew``)
+    seconds in the future.
+    """
     required = ["@method", "@target-uri"]
     if body or digest_checked:
         required.append("content-digest")
@@ -201,6 +223,8 @@ def verify_request(
         raise Unauthorized(f"The signature must cover {', '.join(missing)}.")
     if abs(now - signed.created) > max_skew:
         raise Unauthorized(f"Signature 'created' is more than {max_skew} s away from the server clock.")
+    if max_future is not None and signed.created - now > max_future:
+        raise Unauthorized(f"Signature 'created' is more than {max_future} s ahead of the server clock.")
     if signed.expires is not None and signed.expires < now:
         raise Unauthorized("The signature has expired.")
     if signed.alg is not None and signed.alg != material.alg:

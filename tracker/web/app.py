@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from partners.webhook_urls import ALLOW_HOSTS_INFO
 from tracker import logs, metrics
 from tracker.clock import Clock, SystemClock
 from tracker.config import Settings, get_settings
 from tracker.db import make_engine, make_sessionmaker
-from tracker.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from tracker.web import api, console, health, hooks, problems, status_pages
+from tracker.errors import BadRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+from tracker.web import api, console, health, hooks, problems, proxies, status_pages
 from tracker.web.deps import Runtime
 from tracker.worker import Worker
 
@@ -67,7 +69,9 @@ def create_app(
         generate_unique_id_function=_operation_id,
         lifespan=lifespan,
     )
-    app.state.runtime = Runtime(settings=settings, clock=clock, sessionmaker=make_sessionmaker(engine))
+    # The webhook allow-list travels with the sessions: partner registration checks URLs against it.
+    sessions = make_sessionmaker(engine, info={ALLOW_HOSTS_INFO: settings.webhook_allow_hosts})
+    app.state.runtime = Runtime(settings=settings, clock=clock, sessionmaker=sessions)
     app.state.engine = engine
     problems.install(app)
     app.include_router(health.router)
@@ -76,25 +80,46 @@ def create_app(
     app.include_router(status_pages.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=body_limit_overrides(settings))
+    app.add_middleware(proxies.HostAllowlistMiddleware, settings=settings)  # outside the body limit: refused unread
     app.add_middleware(SecurityHeadersMiddleware, https=(settings.public_base_url or "").startswith("https://"))
     app.add_middleware(ObservabilityMiddleware)
     return app
 
 
-class BodyLimitMiddleware:
-    """Read request bodies whole (they are small) before the app sees them.
+def body_limit_overrides(settings: Settings) -> dict[str, int]:
+    """Path prefixes whose bodies may exceed ``settings.max_body_bytes``; the one place to add them.
 
-    1. A declared Content-Length over the limit is refused before anything is read.
+    ``{name}`` in a prefix stands for one path segment (``/v1/cases/{ref}/attachments``); the
+    longest matching prefix wins. None yet: every route takes the default limit.
+    """
+    return {}
+
+
+class BodyLimitMiddleware:
+    """Read request bodies whole (they are small) before the app sees them, whatever the method.
+
+    1. A declared Content-Length over the path's limit is refused before anything is read.
     2. The JSON API takes only JSON bodies (415 otherwise).
     3. The body is read up to the limit (413 past it, chunked or not), then replayed to the app.
+       This runs before authentication, so a GET with fake signature headers and a huge body
+       costs Baton no more than the limit.
     4. NUL characters, in the body or the URL, are refused: PostgreSQL cannot store them, and no
        legitimate text contains them.
+    5. A JSON object that repeats a key is refused (400): parsers disagree on which value wins,
+       so a signed body could be read one way by Baton and another way by a partner.
     """
 
-    def __init__(self, app: Any, *, max_bytes: int) -> None:
+    def __init__(self, app: Any, *, max_bytes: int, overrides: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = sorted(
+            ((_prefix_pattern(prefix), limit) for prefix, limit in (overrides or {}).items()),
+            key=lambda item: len(item[0].pattern), reverse=True,
+        )
+
+    def limit_for(self, path: str) -> int:
+        return next((limit for pattern, limit in self.overrides if pattern.match(path)), self.max_bytes)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -103,18 +128,17 @@ class BodyLimitMiddleware:
         if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
             await _send_problem(send, BadRequest("NUL characters are not allowed in URLs."))
             return
-        if scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
-            await self.app(scope, receive, send)
-            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        max_bytes = self.limit_for(scope["path"])
+        too_large = PayloadTooLarge(f"The body is over {max_bytes // 1024} KiB.")
         length = headers.get("content-length")
         declared = int(length) if length and length.isdigit() else None
-        if declared is not None and declared > self.max_bytes:
-            await _send_problem(send, PayloadTooLarge(f"The body is over {self.max_bytes // 1024} KiB."))
+        if declared is not None and declared > max_bytes:
+            await _send_problem(send, too_large)
             return
         has_body = (declared or 0) > 0 or (declared is None and "transfer-encoding" in headers)
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if has_body and scope["path"].startswith("/v1/"):
-            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json" and not ctype.endswith("+json"):
                 await _send_problem(send, UnsupportedMediaType("Send the body as application/json."))
                 return
@@ -126,8 +150,8 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await _send_problem(send, PayloadTooLarge(f"The body is over {self.max_bytes // 1024} KiB."))
+            if size > max_bytes:
+                await _send_problem(send, too_large)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -137,6 +161,12 @@ class BodyLimitMiddleware:
         if b"\\u0000" in body or b"\x00" in body or (form and b"%00" in body):
             await _send_problem(send, BadRequest("NUL characters are not allowed in the body."))
             return
+        if body and (ctype in ("", "application/json") or ctype.endswith("+json")):  # what FastAPI parses as JSON
+            repeated = _repeated_key(body)
+            if repeated is not None:
+                name = f" {repeated!r}" if len(repeated) <= 64 else ""
+                await _send_problem(send, MalformedJSON(f"A JSON object in the body repeats the key{name}."))
+                return
         replayed = False
 
         async def replay() -> dict:
@@ -225,6 +255,35 @@ class ObservabilityMiddleware:
             access.info("request", extra={"method": scope["method"], "route": template, "status": status,
                                           "ms": round(elapsed * 1000, 2)})
             logs.request_id.reset(token)
+
+
+def _prefix_pattern(prefix: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^/{}]+\})", prefix)
+    return re.compile("".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts))
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen.add(key)
+
+
+def _repeated_key(body: bytes) -> str | None:
+    """The first key repeated within one JSON object of ``body``; None when none is (or it is not JSON)."""
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except _RepeatedKey as repeated:
+        return repeated.key
+    except (ValueError, RecursionError):
+        return None  # malformed JSON: the route's own parsing answers it
+    return None
 
 
 async def _send_problem(send: Any, error: Any) -> None:
