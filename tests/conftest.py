@@ -27,6 +27,7 @@ from partners.client import BatonSigner
 from tests.support.postgres import PostgresCluster, postgres_available
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
+from tests.support.webhook_receiver import LOCAL_RECEIVERS
 from tracker.clock import UTC, FrozenClock
 from tracker.config import Settings
 from tracker.db import make_engine, make_sessionmaker
@@ -34,6 +35,8 @@ from tracker.migrate import seed_case_types, upgrade
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 BASE_URL = "http://baton.test"
+# The default Host allowlist and the test client's host (BATON_ALLOWED_HOSTS): apps without a public URL serve it.
+ALLOWED_HOSTS = "127.0.0.1,localhost,[::1],baton.test"
 IN_CI = os.environ.get("CI") == "true"
 _counter = itertools.count()
 
@@ -134,7 +137,8 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def settings(db: Database, tmp_path: Path) -> Settings:
-    return Settings(database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=None, workers_in_process=False)
+    return Settings(database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=None, workers_in_process=False,
+                    allowed_hosts=ALLOWED_HOSTS, webhook_allow_hosts=LOCAL_RECEIVERS)
 
 
 @pytest.fixture

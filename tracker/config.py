@@ -97,6 +97,14 @@ class Settings(BaseSettings):
             return tuple(host.strip() for host in value.split(",") if host.strip())
         return value
 
+    @field_validator("min_cadence")
+    @classmethod
+    def _cadence(cls, value: str) -> str:
+        from tracker.durations import parse_duration
+
+        parse_duration(value)  # fail at start-up, naming BATON_MIN_CADENCE, not at the first case
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:

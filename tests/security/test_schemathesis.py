@@ -127,7 +127,7 @@ class Rig:
         self.clock = FrozenClock(dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
         settings = Settings(database_url=database.url, admin_token=ADMIN_TOKEN, workers_in_process=False,
                             twilio_account_sid="AC" + "0" * 32, twilio_auth_token=TWILIO_TOKEN,
-                            twilio_from="+15005550006")
+                            twilio_from="+15005550006", allowed_hosts="testserver,localhost")
         self.app = create_app(settings, clock=self.clock)
         self.tally: collections.Counter[str] = collections.Counter()
         self.keys: dict[str, Ed25519PrivateKey] = {}
@@ -169,11 +169,16 @@ class Rig:
         case = self.admin("POST", "/v1/cases", body)
         spare = self.admin("POST", "/v1/cases", body)
         handoff = self.admin("POST", f"/v1/cases/{case['ref']}/handoffs", {"to": "ua", "from": "lh"})
+        # lh opens a case of its own and names two partners, who are invited until they answer.
+        invites = {**body, "owner": "lh", "parties": [{"partner": "ua", "role": "carrier"},
+                                                      {"partner": "swissport-fra", "role": "handler"}]}
+        opened = self.client("lh").request("POST", "/v1/cases", json=invites)
+        assert opened.status_code == 201, opened.text
         dead = self.admin("GET", "/v1/webhook-deliveries?partner=lh")["items"][0]["id"]
         asgi._get_portal().call(self._dead_letter, dead)
         return {
             "ref": case["ref"], "token": case["status_url"].rsplit("/", 1)[1], "handoff_id": handoff["id"],
-            "partner_id": "lh", "delivery_id": dead, "spare_ref": spare["ref"],
+            "partner_id": "lh", "delivery_id": dead, "spare_ref": spare["ref"], "invite_ref": opened.json()["ref"],
         }
 
     async def _dead_letter(self, delivery_id: int) -> None:
@@ -207,6 +212,10 @@ def real_parameters(operation: Any, seeded: dict[str, Any]) -> dict[str, Any]:
         values["ref"] = seeded["spare_ref"]  # the main case stays open and keeps its link
     if operation.label == "PATCH /v1/cases/{ref}/parties/{partner_id}":
         values["partner_id"] = "swissport-fra"  # may release it; lh stays to be nudged
+    if operation.label.startswith("POST /v1/cases/{ref}/parties/{partner_id}/") and \
+            operation.label.endswith(("/accept", "/decline")):
+        values.update(ref=seeded["invite_ref"], partner_id="ua" if operation.label.endswith("/accept") else
+                      "swissport-fra")
     if operation.label == "DELETE /v1/partners/{partner_id}/keys/{keyid}":
         values.update(partner_id="swissport-fra", keyid="swissport-fra-ed")  # nobody here signs with it
     return {name: values[name] for name in names}
