@@ -25,6 +25,7 @@ node_modules/.package-lock.json: package-lock.json
 
 test: $(STAMP) node_modules/.package-lock.json
 	$(BIN)/python -m tools.openapi --check
+	$(BIN)/lint-imports --no-cache >/dev/null || $(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 openapi: $(STAMP)

@@ -16,9 +16,9 @@ import asyncpg
 
 from bench.seed import queue_sms
 from tracker.chain import GENESIS
-from tracker.clock import FrozenClock
-from tracker.config import Settings
-from tracker.db import make_engine, make_sessionmaker
+from kernel.clock import FrozenClock
+from kernel.config import Settings
+from kernel.db import make_engine, make_sessionmaker
 
 
 # ---------------------------------------------------------------- watchdog

@@ -141,7 +141,7 @@ class Bench:
         return env
 
     def settings(self) -> Any:
-        from tracker.config import Settings
+        from kernel.config import Settings
 
         env = self.baton_env()
         return Settings(**{k.removeprefix("BATON_").lower(): v for k, v in env.items() if k.startswith("BATON_")})
@@ -308,8 +308,8 @@ class Bench:
                       f"logs in {self.work}")
 
     async def _migrate(self) -> None:
-        from tracker.config import Settings
-        from tracker.db import make_engine, make_sessionmaker
+        from kernel.config import Settings
+        from kernel.db import make_engine, make_sessionmaker
         from tracker.migrate import seed_case_types, upgrade
 
         for db in ("baton", "sweep"):

@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import tracker.models  # noqa: F401  (all tables on the metadata)
-from tracker.config import Settings
-from tracker.db import Base, make_engine
+from kernel.config import Settings
+from kernel.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -40,9 +40,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from notifications.models import Notification
 from notifications.transports import Outgoing, Sent, Transport, TransportError
 from partners.models import Partner
-from tracker.clock import Clock
-from tracker.db import Statement, UTCDateTime
-from tracker.metrics import DELIVERIES
+from kernel.clock import Clock
+from kernel.db import Statement, UTCDateTime
+from kernel.metrics import DELIVERIES
 
 log = logging.getLogger("baton.dispatcher")
 

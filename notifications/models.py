@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tracker.db import Base, BigID, JSONType, UTCDateTime
+from kernel.db import Base, BigID, JSONType, UTCDateTime
 
 CHANNELS = ("webhook", "email", "sms")
 # pending -> sending -> sent -> delivered | failed;  suppressed (opted out, capped); logged (no provider

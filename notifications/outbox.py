@@ -6,11 +6,12 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel import metrics
 from notifications.models import CHANNELS, Notification
 
 
@@ -67,3 +68,21 @@ async def enqueue(
         stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Notification.id)
     )
     return result.first() is not None
+
+
+async def refresh_gauges(*, session: AsyncSession, now: dt.datetime) -> None:
+    """Outbox depth and the age of the oldest waiting row, per channel, for /metrics."""
+    rows = (
+        await session.execute(
+            select(Notification.channel, func.count(), func.min(Notification.created_at))
+            .where(Notification.state.in_(("pending", "sending")))
+            .group_by(Notification.channel)
+        )
+    ).all()
+    seen = {channel: (count, oldest) for channel, count, oldest in rows}
+    for channel in CHANNELS:
+        count, oldest = seen.get(channel, (0, None))
+        metrics.OUTBOX_DEPTH.labels(channel).set(count)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.timezone.utc)
+        metrics.OUTBOX_AGE.labels(channel).set((now - oldest).total_seconds() if oldest else 0)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tracker.db import Base, BigID, JSONType, UTCDateTime
+from kernel.db import Base, BigID, JSONType, UTCDateTime
 
 
 class Partner(Base):

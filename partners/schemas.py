@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
-from tracker.calendars import BusinessCalendar
-from tracker.durations import Duration
-from tracker.validation import email_address, phone_number, time_zone
+from kernel.calendars import BusinessCalendar
+from kernel.durations import Duration
+from kernel.validation import email_address, phone_number, time_zone
 
 PARTNER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 

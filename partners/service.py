@@ -16,8 +16,8 @@ from partners.models import Partner, PartnerKey, SignatureNonce
 from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerOut
 from partners.signatures import KeyMaterial
 from partners.webhook_urls import BlockedWebhookURL, allow_hosts_of, check_webhook_url
-from tracker.db import Statement, UTCDateTime
-from tracker.errors import Conflict, NotFound, Unprocessable
+from kernel.db import Statement, UTCDateTime
+from kernel.errors import Conflict, NotFound, Unprocessable
 
 
 def new_webhook_secret() -> str:

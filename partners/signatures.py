@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from http_sf.innerlist import ser_innerlist
 
-from tracker.errors import Unauthorized
+from kernel.errors import Unauthorized
 
 ALGORITHMS = ("ed25519", "hmac-sha256")
 _DERIVED = {"@method", "@target-uri", "@authority", "@scheme", "@path", "@query", "@request-target"}

@@ -28,9 +28,9 @@ from tests.support.postgres import PostgresCluster, postgres_available
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
 from tests.support.webhook_receiver import LOCAL_RECEIVERS
-from tracker.clock import UTC, FrozenClock
-from tracker.config import Settings
-from tracker.db import make_engine, make_sessionmaker
+from kernel.clock import UTC, FrozenClock
+from kernel.config import Settings
+from kernel.db import make_engine, make_sessionmaker
 from tracker.migrate import seed_case_types, upgrade
 
 ADMIN_TOKEN = "test-admin-token-0123456789"

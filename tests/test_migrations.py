@@ -10,8 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from tests.support.postgres import PostgresCluster
-from tracker.config import Settings
-from tracker.db import Base, make_engine
+from kernel.config import Settings
+from kernel.db import Base, make_engine
 from tracker.migrate import downgrade, head_revision, upgrade
 
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from tracker.config import Settings
+from kernel.config import Settings
 from tracker.web.app import create_app
 
 TARGET = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"

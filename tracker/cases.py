@@ -22,10 +22,10 @@ from tracker import announce, trust
 from tracker.customer import notify_customer
 from tracker.casetypes import CaseTypeDef, case_type
 from tracker.chain import GENESIS
-from tracker.db import Statement, UTCDateTime
-from tracker.durations import format_duration
+from kernel.db import Statement, UTCDateTime
+from kernel.durations import format_duration
 from tracker.invitations import confirm_invitation, decline_invitation
-from tracker.errors import Conflict, Forbidden, NotFound, Unprocessable
+from kernel.errors import Conflict, Forbidden, NotFound, Unprocessable
 from tracker.models import Case, Event, ExternalRef, Handoff, Party
 from tracker.principals import Principal
 from tracker.refs import new_ref, parse_ref

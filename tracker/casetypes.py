@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tracker.durations import parse_duration
-from tracker.errors import Unprocessable
+from kernel.durations import parse_duration
+from kernel.errors import Unprocessable
 from tracker.models import CaseType
 
 

@@ -25,7 +25,7 @@ import hashlib
 import json
 from typing import Any
 
-from tracker.clock import as_utc
+from kernel.clock import as_utc
 
 GENESIS = "0" * 64
 

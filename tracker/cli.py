@@ -17,10 +17,10 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tracker.clock import SystemClock
-from tracker.config import get_settings
-from tracker.db import make_engine, make_sessionmaker
-from tracker.errors import BatonError
+from kernel.clock import SystemClock
+from kernel.config import get_settings
+from kernel.db import make_engine, make_sessionmaker
+from kernel.errors import BatonError
 
 app = typer.Typer(help="Baton: a multi-party incident tracker.", no_args_is_help=True, add_completion=False)
 partners_app = typer.Typer(help="Register partners and manage their signing keys.", no_args_is_help=True)
@@ -92,7 +92,7 @@ def serve(
     if workers > 1 and settings.is_sqlite:
         err.print("[red]error:[/red] several web workers need PostgreSQL (BATON_DATABASE_URL=postgresql+asyncpg://...)")
         raise typer.Exit(2)
-    from tracker import logs
+    from kernel import logs
 
     logs.configure(settings.log_level)
     uvicorn.run(
@@ -108,7 +108,7 @@ def worker(
     interval: float = typer.Option(2.0, help="Seconds between rounds."),
 ) -> None:
     """Watchdog, dispatcher and housekeeping; run any number of them against PostgreSQL."""
-    from tracker import logs
+    from kernel import logs
     from tracker.worker import run_worker
 
     logs.configure(get_settings().log_level)

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.models import Notification
 from partners.models import Partner
-from tracker.clock import as_utc
-from tracker.errors import NotFound, Unprocessable
+from kernel.clock import as_utc
+from kernel.errors import NotFound, Unprocessable
 from tracker.models import Case, Event, Handoff, Party
 
 

@@ -30,7 +30,7 @@ from notifications.outbox import enqueue
 from notifications.transports import Outgoing, TransportError
 from partners.models import Partner
 from tracker.casetypes import case_type
-from tracker.config import Settings, get_settings
+from kernel.config import Settings, get_settings
 from tracker.models import Case, Party
 
 KIND_RANK = {"update": 0, "opened": 1, "escalation": 2, "deadline": 3, "resolution": 4}

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from notifications.models import Notification
 from tracker import announce
-from tracker.errors import NotFound
+from kernel.errors import NotFound
 from tracker.models import Case, Event, ExternalRef, Handoff, IdempotencyRecord, Party
 from tracker.redaction import ERASED_TEXT, Redactor
 from tracker.refs import parse_ref

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tracker.db import Statement, UTCDateTime
-from tracker.errors import Conflict, IdempotencyMismatch, Unprocessable
+from kernel.db import Statement, UTCDateTime
+from kernel.errors import Conflict, IdempotencyMismatch, Unprocessable
 
 MAX_KEY_LENGTH = 255
 _LOOKUP = Statement(

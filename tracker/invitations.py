@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tracker import announce
-from tracker.errors import Conflict
+from kernel.errors import Conflict
 from tracker.models import Case, Party
 from tracker.principals import Principal
 from tracker.timeline import append_event

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tracker.casetypes import BUILTIN
-from tracker.clock import UTC
+from kernel.clock import UTC
 from tracker.models import CaseType
 
 ROOT = Path(__file__).resolve().parent.parent

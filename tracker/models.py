@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 import notifications.models  # noqa: F401  (registers the outbox on the shared metadata)
 import partners.models  # noqa: F401  (registers partners.* tables on the shared metadata)
-from tracker.db import Base, BigID, JSONType, UTCDateTime
+from kernel.db import Base, BigID, JSONType, UTCDateTime
 
 
 class CaseType(Base):

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tracker.errors import Forbidden, Unauthorized
+from kernel.errors import Forbidden, Unauthorized
 from tracker.models import StaffToken
 
 ROLES = ("agent", "supervisor", "admin")

@@ -10,8 +10,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from tracker.clock import Clock
-from tracker.errors import TooManyRequests
+from kernel.clock import Clock
+from kernel.errors import TooManyRequests
 
 
 @dataclass

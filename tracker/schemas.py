@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tracker.durations import Duration
-from tracker.validation import email_address, instant, phone_number, time_zone
+from kernel.durations import Duration
+from kernel.validation import email_address, instant, phone_number, time_zone
 
 Instant = Annotated[AwareDatetime, AfterValidator(instant)]
 

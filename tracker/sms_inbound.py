@@ -32,7 +32,7 @@ from tracker.models import Case, CaseType, InboundMessage
 from tracker.refs import ParsedRef, find_refs_in_text, parse_ref
 from tracker.status import post_customer_message, status_of
 from tracker.timeline import append_event
-from tracker.validation import phone_number
+from kernel.validation import phone_number
 
 # Far past Twilio's retries. Its signature has no timestamp: a capture replayed after this is acted on again.
 INBOUND_RETENTION = dt.timedelta(days=30)

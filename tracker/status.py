@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from partners.models import Partner
 from tracker import announce
 from tracker.casetypes import case_type
-from tracker.errors import Conflict, NotFound
+from kernel.errors import Conflict, NotFound
 from tracker.models import Case, Event, Party
 from tracker.timeline import append_event
 

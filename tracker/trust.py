@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tracker.casetypes import CaseTypeDef
-from tracker.durations import format_duration
-from tracker.errors import Forbidden, TooManyRequests, Unprocessable
+from kernel.durations import format_duration
+from kernel.errors import Forbidden, TooManyRequests, Unprocessable
 from tracker.models import Case, Event, Party
 
 HOUR = dt.timedelta(hours=1)
@@ -43,7 +43,7 @@ class TrustLimits:
 
     @classmethod
     def from_settings(cls, settings: object) -> TrustLimits:
-        from tracker.durations import parse_duration
+        from kernel.durations import parse_duration
 
         return cls(
             min_cadence=parse_duration(getattr(settings, "min_cadence", "PT15M")),

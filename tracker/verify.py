@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from partners.service import key_material
 from partners.signatures import KeyCache, verify_stored
 from tracker.chain import GENESIS, digest, event_hash
-from tracker.errors import BatonError, NotFound
+from kernel.errors import BatonError, NotFound
 from tracker.models import Case, Event
 from tracker.refs import parse_ref
 

@@ -26,12 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from partners.models import Partner
 from tracker import announce
-from tracker.calendars import BusinessCalendar, add_business_time
+from kernel.calendars import BusinessCalendar, add_business_time
 from tracker.casetypes import CaseTypeDef, case_type
-from tracker.clock import Clock
+from kernel.clock import Clock
 from tracker.customer import notify_customer, reachable
-from tracker.durations import format_duration
-from tracker.errors import Conflict, TooManyRequests
+from kernel.durations import format_duration
+from kernel.errors import Conflict, TooManyRequests
 from tracker.models import Case, Handoff, Party
 from tracker.timeline import append_event
 

@@ -22,11 +22,11 @@ from notifications.dispatcher import Dispatcher
 from notifications.sms import TwilioTransport
 from notifications.transports import EmailTransport, Transport, WebhookTransport
 from partners.service import purge_nonces
-from tracker.clock import Clock
-from tracker.config import Settings
+from kernel.clock import Clock
+from kernel.config import Settings
 from tracker.customer import CustomerRenderer, on_permanent_failure
-from tracker.db import make_engine, make_sessionmaker
-from tracker.metrics import WATCHDOG
+from kernel.db import make_engine, make_sessionmaker
+from kernel.metrics import WATCHDOG
 from tracker.models import IdempotencyRecord
 from tracker.sms_inbound import purge_inbound_messages
 from tracker.watchdog import Watchdog, WatchdogConfig

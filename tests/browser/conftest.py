@@ -32,8 +32,8 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tracker.clock import UTC, FrozenClock
-from tracker.config import Settings
+from kernel.clock import UTC, FrozenClock
+from kernel.config import Settings
 
 IN_CI = os.environ.get("CI") == "true"
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from notifications.models import Notification
 from tests.conftest import ADMIN_TOKEN, World
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
-from tracker.clock import UTC, FrozenClock
-from tracker.config import Settings
+from kernel.clock import UTC, FrozenClock
+from kernel.config import Settings
 from tracker.worker import Worker
 
 PHONE = "+14155550100"

@@ -20,8 +20,8 @@ from notifications.models import Notification
 from partners.models import Partner
 from tests.conftest import ADMIN_TOKEN, World
 from tests.support.twilio_double import TwilioDouble
-from tracker.clock import UTC, FrozenClock
-from tracker.config import Settings
+from kernel.clock import UTC, FrozenClock
+from kernel.config import Settings
 from tracker.refs import ALPHABET
 from tracker.worker import Worker
 

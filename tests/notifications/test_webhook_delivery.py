@@ -25,9 +25,9 @@ from partners.models import Partner
 from partners.service import new_webhook_secret
 from tests.conftest import Database, World
 from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
-from tracker.clock import UTC, FrozenClock
-from tracker.config import Settings
-from tracker.db import make_engine, make_sessionmaker
+from kernel.clock import UTC, FrozenClock
+from kernel.config import Settings
+from kernel.db import make_engine, make_sessionmaker
 from tracker.principals import create_staff_token
 
 if TYPE_CHECKING:

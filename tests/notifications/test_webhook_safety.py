@@ -29,7 +29,7 @@ from tests.conftest import ADMIN_TOKEN, BASE_URL, World
 from tests.support.processes import free_port
 from tests.support.raw_receivers import RawServer, answer, server_context, trickle
 from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
-from tracker.config import Settings
+from kernel.config import Settings
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CLASSES = {"timeout", "connection refused", "tls error", "http 500", "blocked address", "not https",

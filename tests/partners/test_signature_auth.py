@@ -30,7 +30,7 @@ from http_message_signatures.algorithms import ED25519, HMAC_SHA256
 from sqlalchemy import text
 
 from tests.conftest import BASE_URL, World
-from tracker.config import Settings
+from kernel.config import Settings
 
 PUBLIC_BASE_URL = "https://baton.example.com"
 WITH_BODY = ("@method", "@target-uri", "content-digest")

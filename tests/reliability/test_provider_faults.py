@@ -52,8 +52,8 @@ from tests.conftest import ADMIN_TOKEN, Database, World
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
 from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
-from tracker.clock import UTC, FrozenClock
-from tracker.config import Settings
+from kernel.clock import UTC, FrozenClock
+from kernel.config import Settings
 from tracker.worker import Worker
 
 PUBLIC = "http://baton.test"

@@ -54,8 +54,8 @@ from partners.client import BatonSigner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.conftest import PartnerKeys, World
-from tracker.clock import UTC
-from tracker.config import Settings
+from kernel.clock import UTC
+from kernel.config import Settings
 from tracker.principals import create_staff_token
 from tracker.web.app import create_app
 

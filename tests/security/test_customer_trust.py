@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from notifications.models import Notification
 from tests.conftest import BASE_URL, World
 from tests.support.twilio_double import TwilioDouble
-from tracker.config import Settings
+from kernel.config import Settings
 from tracker.models import Event, InboundMessage
 from tracker.web.proxies import client_address_of
 from tracker.worker import housekeeping

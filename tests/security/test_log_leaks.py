@@ -1,8 +1,8 @@
 """Logs never hold a token, a secret or a customer's contact data; HTML answers carry security headers.
 
 The log-leak test configures logging as ``baton serve`` does at its most verbose
-(``tracker.logs.configure("DEBUG")``: the root logger at DEBUG, every line JSON through
-``tracker.logs.JSONFormatter``) and captures everything that reaches the root logger during a full
+(``kernel.logs.configure("DEBUG")``: the root logger at DEBUG, every line JSON through
+``kernel.logs.JSONFormatter``) and captures everything that reaches the root logger during a full
 scenario: partners registered with HMAC keys and webhook secrets, cases opened by staff and by a
 signed partner, signed updates, the customer's status page and messages, inbound SMS and delivery
 callbacks from Twilio, the watchdog's reminders and escalations (webhooks, emails, SMS), provider
@@ -42,9 +42,9 @@ from tests.conftest import ADMIN_TOKEN, BASE_URL, Database, World
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
 from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
-from tracker import logs
-from tracker.clock import UTC, FrozenClock
-from tracker.config import Settings
+from kernel import logs
+from kernel.clock import UTC, FrozenClock
+from kernel.config import Settings
 from tracker.erasure import erase_customer
 from tracker.principals import create_staff_token
 from tracker.web.app import HTML_HEADERS, create_app

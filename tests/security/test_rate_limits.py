@@ -20,7 +20,7 @@ import pytest
 from partners.client import BatonSigner
 from tests.conftest import ADMIN_TOKEN, BASE_URL, Database, World
 from tests.support.twilio_double import TwilioDouble
-from tracker.config import Settings
+from kernel.config import Settings
 
 ELSEWHERE = ("198.51.100.20", 40000)  # another client address
 

@@ -63,8 +63,8 @@ from twilio.request_validator import RequestValidator
 
 from partners.client import BatonSigner
 from tests.conftest import ADMIN_TOKEN, PARTNER_SPECS, Database
-from tracker.clock import UTC, FrozenClock
-from tracker.config import Settings
+from kernel.clock import UTC, FrozenClock
+from kernel.config import Settings
 from tracker.web.app import create_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

@@ -111,8 +111,8 @@ def poll(check: Callable[[], T], *, timeout: float, interval: float = 0.05, what
 
 def run_db(db_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(session)`` against ``db_url`` on a fresh event loop with its own engine."""
-    from tracker.config import Settings
-    from tracker.db import make_engine, make_sessionmaker
+    from kernel.config import Settings
+    from kernel.db import make_engine, make_sessionmaker
 
     async def main() -> T:
         engine = make_engine(Settings(database_url=db_url, db_pool_size=2))

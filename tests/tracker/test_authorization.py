@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from tests.conftest import World
-from tracker.clock import UTC
-from tracker.config import Settings
+from kernel.clock import UTC
+from kernel.config import Settings
 from tracker.principals import create_staff_token
 from tracker.refs import new_ref
 from tracker.web.app import create_app

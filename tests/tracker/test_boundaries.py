@@ -12,7 +12,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from tests.conftest import World
-from tracker.clock import UTC
+from kernel.clock import UTC
 
 if TYPE_CHECKING:
     from tests.tracker.watchdog_rig import Rig

@@ -17,15 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker.calendars import (
+from kernel.calendars import (
     BusinessCalendar,
     add_business_time,
     business_time_between,
     is_open,
     next_opening,
 )
-from tracker.clock import UTC
-from tracker.durations import parse_duration
+from kernel.clock import UTC
+from kernel.durations import parse_duration
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ONE_DAY = dt.timedelta(days=1)

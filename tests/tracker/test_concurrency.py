@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, ALLOWED_HOSTS, World
-from tracker.config import Settings
+from kernel.config import Settings
 from tracker.verify import verify_case
 
 

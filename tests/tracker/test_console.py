@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from notifications.models import Notification
 from tests.conftest import ADMIN_TOKEN, BASE_URL, World
-from tracker.config import Settings
+from kernel.config import Settings
 from tracker.models import StaffToken
 from tracker.principals import create_staff_token, hash_token
 from tracker.watchdog import Watchdog, WatchdogConfig, forget_partner_rules

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tracker import demo
-from tracker.clock import FrozenClock
+from kernel.clock import FrozenClock
 from tracker.models import Case, Party
 from tracker.verify import verify_case
 

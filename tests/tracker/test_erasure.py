@@ -14,7 +14,7 @@ from sqlalchemy import select, text, update
 
 from notifications.models import Notification
 from tests.conftest import World, case_body
-from tracker.db import Base
+from kernel.db import Base
 from tracker.erasure import erase_customer, forget_old_pages
 from tracker.models import Event
 from tracker.verify import verify_case

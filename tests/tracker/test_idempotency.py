@@ -244,8 +244,8 @@ async def test_a_twin_stored_after_the_lookup_is_a_409_not_a_second_response(app
     """On PostgreSQL the lookup's snapshot may miss a twin that commits a moment later; the unique key catches it."""
     import datetime as dt
 
-    from tracker.clock import UTC
-    from tracker.errors import Conflict
+    from kernel.clock import UTC
+    from kernel.errors import Conflict
     from tracker.idempotency import IdempotencyGuard
 
     now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from tests.conftest import World
-from tracker.logs import JSONFormatter
+from kernel.logs import JSONFormatter
 
 
 async def test_metrics_count_updates_by_outcome_and_show_the_outbox(world: World) -> None:

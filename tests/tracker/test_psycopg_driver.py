@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, ALLOWED_HOSTS, World
-from tracker.config import Settings
+from kernel.config import Settings
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from notifications.models import Notification
 from tests.conftest import ADMIN_TOKEN, World, case_body
-from tracker.config import Settings
+from kernel.config import Settings
 from tracker.models import Case, Event, Party
 from tracker.watchdog import Watchdog, WatchdogConfig, forget_partner_rules
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.conftest import World
 from tracker.casetypes import forget_case_types
-from tracker.clock import UTC
+from kernel.clock import UTC
 from tracker.models import CaseType
 
 if TYPE_CHECKING:

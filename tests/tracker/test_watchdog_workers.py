@@ -33,9 +33,9 @@ from tests.support import _http
 from tests.support.smtp import SMTPSink
 from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
 from tracker.chain import GENESIS
-from tracker.clock import UTC, SystemClock
-from tracker.config import Settings
-from tracker.db import make_engine, make_sessionmaker
+from kernel.clock import UTC, SystemClock
+from kernel.config import Settings
+from kernel.db import make_engine, make_sessionmaker
 from tracker.models import Case, Event, Handoff, Party
 from tracker.refs import new_ref
 from tracker.verify import verify_case

@@ -9,7 +9,7 @@ from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut
 from notifications.dispatcher import resend
 from tracker import cases, complaints
 from tracker.complaints import DeliveryList, DeliveryOut, DisputeList, OverdueList, Scorecard
-from tracker.errors import Forbidden, NotFound
+from kernel.errors import Forbidden, NotFound
 from tracker.invitations import InvitationList, list_invitations
 from tracker.schemas import (
     AcceptIn,

@@ -18,11 +18,11 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from partners.webhook_urls import ALLOW_HOSTS_INFO
-from tracker import logs, metrics
-from tracker.clock import Clock, SystemClock
-from tracker.config import Settings, get_settings
-from tracker.db import make_engine, make_sessionmaker
-from tracker.errors import BadRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+from kernel import logs, metrics
+from kernel.clock import Clock, SystemClock
+from kernel.config import Settings, get_settings
+from kernel.db import make_engine, make_sessionmaker
+from kernel.errors import BadRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
 from tracker.web import api, console, health, hooks, problems, proxies, status_pages
 from tracker.web.deps import Runtime
 from tracker.worker import Worker

@@ -36,7 +36,7 @@ from partners import service as partners
 from partners.schemas import KeyIn, PartnerIn, PartnerOut
 from tracker import cases, complaints
 from tracker.casetypes import case_type
-from tracker.errors import BatonError, NotFound, TooManyRequests, Unauthorized, Unprocessable
+from kernel.errors import BatonError, NotFound, TooManyRequests, Unauthorized, Unprocessable
 from tracker.principals import authenticate_staff
 from tracker.schemas import CloseIn, EventIn, HandoffIn, PartyIn, PartyPatch
 from tracker.verify import verify_case

@@ -33,7 +33,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tracker.errors import Forbidden, Unauthorized
+from kernel.errors import Forbidden, Unauthorized
 from tracker.principals import Principal, authenticate_staff_hash, hash_token
 from tracker.web.deps import db_session, runtime
 

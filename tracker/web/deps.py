@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from partners import service as partner_service
 from partners.signatures import KeyCache, parse_signature_headers, verify_request
 from tracker import idempotency
-from tracker.clock import Clock
-from tracker.config import Settings
-from tracker.db import Statement
-from tracker.errors import Unauthorized
+from kernel.clock import Clock
+from kernel.config import Settings
+from kernel.db import Statement
+from kernel.errors import Unauthorized
 from tracker.idempotency import IdempotencyGuard, request_digest
 from tracker.principals import Principal, authenticate_staff
 from tracker.ratelimit import RateLimits

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from tracker import metrics
+from notifications import outbox
+from kernel import metrics
 from tracker.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
@@ -41,5 +42,6 @@ async def prometheus_metrics(request: Request) -> Response:
     """Prometheus metrics: request latency by route, updates by outcome, watchdog, outbox depth and age."""
     runtime = request.app.state.runtime
     async with runtime.sessionmaker() as session:
-        body = await metrics.render(session, runtime.clock.now())
+        await outbox.refresh_gauges(session=session, now=runtime.clock.now())
+        body = metrics.render()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

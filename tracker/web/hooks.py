@@ -14,7 +14,7 @@ from notifications.models import Notification
 from notifications.transports import TransportError
 from tracker.customer import on_permanent_failure
 from tracker.sms_inbound import claim_message, handle_inbound_sms
-from tracker.errors import Forbidden
+from kernel.errors import Forbidden
 from tracker.schemas import Problem
 from tracker.web.deps import db_session, runtime
 

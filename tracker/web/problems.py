@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tracker.errors import BatonError, MalformedJSON, TooManyRequests, Unauthorized, Unprocessable
+from kernel.errors import BatonError, MalformedJSON, TooManyRequests, Unauthorized, Unprocessable
 
 log = logging.getLogger("baton.errors")
 PROBLEM_JSON = "application/problem+json"

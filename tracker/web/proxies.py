@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from tracker.config import Settings
-from tracker.errors import BadRequest
+from kernel.config import Settings
+from kernel.errors import BadRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Load balancers probe these by address, with whatever Host they like; they reveal nothing.

@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tracker import status as customer_side
-from tracker.errors import BatonError, Conflict, NotFound, TooManyRequests
+from kernel.errors import BatonError, Conflict, NotFound, TooManyRequests
 from tracker.models import Case
 from tracker.schemas import Problem
 from tracker.status import StatusOut

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-from tracker.clock import UTC
-from tracker.config import Settings
+from kernel.clock import UTC
+from kernel.config import Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tracker.clock import UTC
+from kernel.clock import UTC
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DEFAULT_DAYS = ("mon", "tue", "wed", "thu", "fri")  # the defaults of partners.schemas.CalendarIn

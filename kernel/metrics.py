@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as dt
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -47,22 +45,6 @@ def record_update(status: int) -> None:
         UPDATES.labels("rejected", REJECTION_REASONS.get(status, f"http_{status}")).inc()
 
 
-async def render(session: AsyncSession, now: dt.datetime) -> bytes:
-    """Refresh the outbox gauges from the database, then the whole exposition."""
-    from notifications.models import CHANNELS, Notification
-
-    rows = (
-        await session.execute(
-            select(Notification.channel, func.count(), func.min(Notification.created_at))
-            .where(Notification.state.in_(("pending", "sending")))
-            .group_by(Notification.channel)
-        )
-    ).all()
-    seen = {channel: (count, oldest) for channel, count, oldest in rows}
-    for channel in CHANNELS:
-        count, oldest = seen.get(channel, (0, None))
-        OUTBOX_DEPTH.labels(channel).set(count)
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=dt.timezone.utc)
-        OUTBOX_AGE.labels(channel).set((now - oldest).total_seconds() if oldest else 0)
+def render() -> bytes:
+    """The whole exposition (callers refresh the gauges that read the database first)."""
     return generate_latest(REGISTRY)

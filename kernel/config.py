@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     @field_validator("min_cadence")
     @classmethod
     def _cadence(cls, value: str) -> str:
-        from tracker.durations import parse_duration
+        from kernel.durations import parse_duration
 
         parse_duration(value)  # fail at start-up, naming BATON_MIN_CADENCE, not at the first case
         return value
