@@ -3,13 +3,19 @@
 Each test that asks for ``db`` runs twice, once per backend. Databases are built by Alembic once
 per run (a template), then copied per test: SQLite by file copy, PostgreSQL by
 ``CREATE DATABASE ... TEMPLATE``. In CI (``CI=true``) a missing PostgreSQL fails the run.
+
+A test that asks for ``world`` gets a copy of a second template holding ``PARTNER_SPECS``, each
+with an Ed25519 and an HMAC key, registered once per run through the API as each test used to
+do (a dozen admin requests per test). The private halves stay in the session's
+``SeededPartners``; ``world`` only builds the ``World`` around them. PostgreSQL copies are made
+ahead by a background thread (``pg_copies``), and a test marked ``one_backend`` runs on SQLite only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
+import hashlib
 import json
 import os
 import shutil
@@ -24,13 +30,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from partners.client import BatonSigner
-from tests.support.postgres import PostgresCluster, postgres_available
+from tests.support.postgres import PostgresCluster, TemplateCopies, postgres_available
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
 from tests.support.webhook_receiver import LOCAL_RECEIVERS
 from kernel.clock import UTC, FrozenClock
 from kernel.config import Settings
 from kernel.db import make_engine, make_sessionmaker
+from partners.models import Partner, PartnerKey
 from tracker.migrate import seed_case_types, upgrade
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -38,7 +45,8 @@ BASE_URL = "http://baton.test"
 # The default Host allowlist and the test client's host (BATON_ALLOWED_HOSTS): apps without a public URL serve it.
 ALLOWED_HOSTS = "127.0.0.1,localhost,[::1],baton.test"
 IN_CI = os.environ.get("CI") == "true"
-_counter = itertools.count()
+# The default clock's time, at which the seeded partners were registered.
+SEEDED_AT = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- databases
@@ -79,6 +87,17 @@ def pg_template(pg_cluster: PostgresCluster) -> str:
     return "baton_template"
 
 
+@pytest.fixture(scope="session")
+def pg_copies(pg_cluster: PostgresCluster, pg_template: str) -> TemplateCopies:
+    """Copies of the template made while the test before runs: a copy costs the server ~0.1 s of CPU."""
+    return pg_cluster.copies(pg_template, prefix=f"t{os.getpid()}")
+
+
+@pytest.fixture(scope="session")
+def pg_world_copies(pg_cluster: PostgresCluster, pg_world_template: str) -> TemplateCopies:
+    return pg_cluster.copies(pg_world_template, prefix=f"w{os.getpid()}")
+
+
 @dataclass
 class Database:
     backend: str
@@ -86,28 +105,49 @@ class Database:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A freshly migrated database, on each backend in turn."""
+def db(request: pytest.FixtureRequest, tmp_path: Path, seeded: SeededPartners) -> Iterator[Database]:
+    """A freshly migrated database, on each backend in turn; with the partners if the test has a ``world``."""
+    with_world = "world" in request.fixturenames
     if request.param == "sqlite":
         path = tmp_path / "baton.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield Database("sqlite", f"sqlite+aiosqlite:///{path}")
+        template = "sqlite_world_template" if with_world else "sqlite_template"
+        shutil.copy(request.getfixturevalue(template), path)
+        database = Database("sqlite", f"sqlite+aiosqlite:///{path}")
+        if with_world:
+            seeded.databases[_where(database.url)] = "sqlite"
+        yield database
+        seeded.databases.pop(_where(database.url), None)
         return
-    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-    template = request.getfixturevalue("pg_template")
-    name = f"t{os.getpid()}_{next(_counter)}"
-    url = cluster.create_database(name, template=template)
-    yield Database("postgres", url)
-    cluster.drop_database(name)
+    yield from _pg_database(request, seeded, with_world)
+
+
+# For a test whose request is refused before any database is asked (body limits, JSON parsing, the
+# schema): the answer cannot differ between backends, so SQLite alone gives it.
+one_backend = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def pg_db(pg_cluster: PostgresCluster, pg_template: str) -> Iterator[Database]:
+def pg_db(request: pytest.FixtureRequest, seeded: SeededPartners) -> Iterator[Database]:
     """A PostgreSQL database only, for what SQLite cannot show (concurrency across connections)."""
-    name = f"t{os.getpid()}_{next(_counter)}"
-    url = pg_cluster.create_database(name, template=pg_template)
-    yield Database("postgres", url)
-    pg_cluster.drop_database(name)
+    yield from _pg_database(request, seeded, "world" in request.fixturenames)
+
+
+def _pg_database(request: pytest.FixtureRequest, seeded: SeededPartners, with_world: bool) -> Iterator[Database]:
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    copies: TemplateCopies = request.getfixturevalue("pg_world_copies" if with_world else "pg_copies")
+    name = copies.take()
+    database = Database("postgres", cluster.dsn(name))
+    if with_world:
+        seeded.databases[_where(database.url)] = "postgres"
+    yield database
+    seeded.databases.pop(_where(database.url), None)
+    # Nothing waits for the drop: the next test's database is a different name.
+    cluster.drop_database(name, wait=False)
+
+
+def _where(url: str) -> str:
+    """A database URL without its driver: a test may reach the same database through psycopg."""
+    return url.partition("://")[2]
 
 
 # ---------------------------------------------------------------- the machine's edge: real servers on 127.0.0.1
@@ -239,14 +279,33 @@ PARTNER_SPECS = [
 ]
 
 
-@pytest.fixture
-async def world(client: httpx.AsyncClient, clock: FrozenClock) -> World:
-    w = World(client=client, clock=clock)
+@dataclass
+class SeededPartners:
+    """The partners' keys for the whole run, and which databases already hold them.
+
+    Ed25519 keys are derived from the partner id, so every run (and every backend) uses the same
+    ones; HMAC secrets are Baton's to generate, so they are kept per backend as registration
+    answered them.
+    """
+
+    private_keys: dict[str, Ed25519PrivateKey]
+    hmac_secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # backend -> partner -> secret
+    databases: dict[str, str] = field(default_factory=dict)  # database URL without driver -> backend
+
+    def keys(self, backend: str, clock: FrozenClock) -> dict[str, PartnerKeys]:
+        return {
+            spec["id"]: PartnerKeys(spec["id"], f"{spec['id']}-ed", self.private_keys[spec["id"]],
+                                    f"{spec['id']}-hmac", self.hmac_secrets[backend][spec["id"]], clock)
+            for spec in PARTNER_SPECS
+        }
+
+
+async def register_partners(w: World, private_keys: dict[str, Ed25519PrivateKey]) -> None:
+    """Register ``PARTNER_SPECS`` through the API, each with an Ed25519 and an HMAC key, into ``w.partners``."""
     for spec in PARTNER_SPECS:
         response = await w.as_admin("POST", "/v1/partners", json_body=spec)
         assert response.status_code == 201, response.text
-        private = Ed25519PrivateKey.generate()
-        keys = PartnerKeys(spec["id"], f"{spec['id']}-ed", private, f"{spec['id']}-hmac", "", clock)
+        keys = PartnerKeys(spec["id"], f"{spec['id']}-ed", private_keys[spec["id"]], f"{spec['id']}-hmac", "", w.clock)
         response = await w.as_admin("POST", f"/v1/partners/{spec['id']}/keys",
                                     json_body={"keyid": keys.keyid, "alg": "ed25519", "public_key": keys.public_pem})
         assert response.status_code == 201, response.text
@@ -255,4 +314,57 @@ async def world(client: httpx.AsyncClient, clock: FrozenClock) -> World:
         assert response.status_code == 201, response.text
         keys.hmac_secret = response.json()["secret"]
         w.partners[spec["id"]] = keys
+
+
+async def _seed(url: str, private_keys: dict[str, Ed25519PrivateKey]) -> dict[str, str]:
+    from tracker.web.app import create_app
+
+    settings = Settings(database_url=url, admin_token=ADMIN_TOKEN, public_base_url=None, workers_in_process=False,
+                        allowed_hosts=ALLOWED_HOSTS, webhook_allow_hosts=LOCAL_RECEIVERS)
+    application = create_app(settings, clock=FrozenClock(SEEDED_AT))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=BASE_URL) as http:
+            w = World(client=http, clock=FrozenClock(SEEDED_AT))
+            await register_partners(w, private_keys)
+    finally:
+        # A template must have no connections left, or PostgreSQL refuses to copy it.
+        await application.state.engine.dispose()
+    return {partner_id: keys.hmac_secret for partner_id, keys in w.partners.items()}
+
+
+@pytest.fixture(scope="session")
+def seeded() -> SeededPartners:
+    return SeededPartners({
+        spec["id"]: Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"baton-test:{spec['id']}".encode()).digest())
+        for spec in PARTNER_SPECS
+    })
+
+
+@pytest.fixture(scope="session")
+def sqlite_world_template(sqlite_template: Path, seeded: SeededPartners) -> Path:
+    path = sqlite_template.with_name("world.db")
+    shutil.copy(sqlite_template, path)
+    seeded.hmac_secrets["sqlite"] = asyncio.run(_seed(f"sqlite+aiosqlite:///{path}", seeded.private_keys))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_world_template(pg_cluster: PostgresCluster, pg_template: str, seeded: SeededPartners) -> str:
+    url = pg_cluster.create_database("baton_world", template=pg_template)
+    seeded.hmac_secrets["postgres"] = asyncio.run(_seed(url, seeded.private_keys))
+    return "baton_world"
+
+
+@pytest.fixture
+async def world(app: Any, client: httpx.AsyncClient, clock: FrozenClock, seeded: SeededPartners) -> World:
+    w = World(client=client, clock=clock)
+    backend = seeded.databases.get(_where(app.state.runtime.settings.database_url))
+    if backend is None:  # a database the db fixtures did not make
+        await register_partners(w, seeded.private_keys)
+        return w
+    w.partners = seeded.keys(backend, clock)
+    if clock.now() != SEEDED_AT:  # as if registered by this test, on its own clock
+        async with app.state.engine.begin() as connection:
+            await connection.execute(Partner.__table__.update().values(created_at=clock.now()))
+            await connection.execute(PartnerKey.__table__.update().values(created_at=clock.now()))
     return w

@@ -5,7 +5,7 @@ restart serves the next); two partners with Ed25519 keys are registered through 
 round:
 
 1. Three new cases are opened through the API.
-2. A separate load process (``tests.support.processes load``) posts signed updates with the
+2. A separate load process (``tests.support.processes.load_client``) posts signed updates with the
    partner client, each with its own Idempotency-Key and a unique marker in its message, and
    retries every unacknowledged request with the same key until it is acknowledged.
 3. At a random moment (after a random number of acknowledgements) the server's whole process

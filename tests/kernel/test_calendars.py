@@ -1,4 +1,4 @@
-"""Business hours that pause the watchdog's clock (tracker/calendars.py).
+"""Business hours that pause the watchdog's clock (kernel/calendars.py).
 
 The slow reference at the top walks day by day and converts each window's local start and end
 to UTC the obvious way. It agrees with the module everywhere except at wall times that a spring
