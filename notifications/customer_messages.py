@@ -3,9 +3,10 @@ with times in their time zone.
 
 The caller resolves everything a message may say into a ``CustomerView`` (no database here),
 then asks for ``render_sms(view)`` or ``render_email(view)``. Templates live in
-``templates/customer/``; their strings are English message ids translated by
-``notifications.customer_catalog`` through Jinja2's i18n extension. A locale outside
-``SUPPORTED_LOCALES`` (after dropping its region: ``de-AT`` is German) gets English.
+``templates/customer/``; their strings are English message ids (``_("...")``) translated
+through the locale registry (``kernel.locales``), whose catalogs hold every customer-facing
+text. A locale the registry does not speak falls back through its language to English
+(``de-AT`` is German, ``xx`` English).
 
 Only the customer's first name is ever used, for the greeting.
 """
@@ -16,28 +17,19 @@ import datetime as dt
 import functools
 import html
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_skeleton, format_time
-from jinja2 import Environment
+from jinja2 import Environment, pass_context
+from jinja2.runtime import Context
 from markupsafe import Markup
 
-from notifications.customer_catalog import CATALOG
+from kernel.locales import LOCALES, N_, Words
 from notifications.rendering import environment
 from notifications.sms_text import fit, is_gsm7, to_gsm7
 
 BRAND = "Baton"
 KINDS = ("opened", "update", "escalation", "resolution", "deadline")
-SUPPORTED_LOCALES = ("en", "de", "fr", "es")
 SMS_MAX_SEGMENTS = 2
-
-
-def N_(message: str) -> str:
-    """Marks a message id for translation where it is defined; translated where it is used."""
-    return message
 
 
 # Item words by case type; an unknown case type gets the generic word.
@@ -68,8 +60,7 @@ class CustomerView:
 
 def resolve_locale(locale: str | None) -> str:
     """The catalog language for a customer locale: ``de-AT`` -> ``de``, ``xx`` -> ``en``."""
-    language = (locale or "").strip().replace("_", "-").split("-")[0].lower()
-    return language if language in SUPPORTED_LOCALES else "en"
+    return LOCALES.resolve(locale)
 
 
 def render_sms(view: CustomerView) -> str:
@@ -129,18 +120,17 @@ def _context(view: CustomerView, *, sms: bool) -> dict[str, object]:
         raise ValueError(f"unknown customer message kind {view.kind!r}")
     if not view.status_url.startswith(("https://", "http://")):
         raise ValueError("status_url must be an absolute http(s) URL")
-    clock = _Clock(view)
-    gettext = _gettext(clock.lang)
+    t = LOCALES.words(view.locale, view.timezone)
     due = view.next_update_due
     if due is not None and view.now is not None and _utc(due) <= _utc(view.now):
         due = None  # overdue (the escalation case): a time in the past is no promise to repeat
     return {
         "brand": BRAND,
-        "lang": clock.lang,
+        "lang": t.locale,
         "kind": view.kind,
         "case_type": view.case_type,
         "ref": view.ref,
-        "item": gettext(ITEM_WORDS.get(view.case_type, GENERIC_ITEM)),
+        "item": t(ITEM_WORDS.get(view.case_type, GENERIC_ITEM)),
         "first_name": (view.first_name or "").strip() or None,
         "status": (_clean(view.status_label) or "").rstrip("."),
         "holder": _clean(view.holder_name),
@@ -148,9 +138,9 @@ def _context(view: CustomerView, *, sms: bool) -> dict[str, object]:
         "url": view.status_url,
         "message": _clean_text(view.message),
         "resolution": _clean_text(view.resolution) if view.kind == "resolution" else None,
-        "next_update_when": clock.when(due, relative=sms),
-        "next_update_stamp": clock.stamp(due),
-        "chased_when": clock.when(view.chased_at, relative=sms),
+        "next_update_when": _when(t, due, now=view.now if sms else None),
+        "next_update_stamp": t.stamp(due),
+        "chased_when": _when(t, view.chased_at, now=view.now if sms else None),
     }
 
 
@@ -167,79 +157,27 @@ def _clean_text(value: str | None) -> str | None:
     return value.strip() or None if value else None
 
 
-class _Clock:
-    """Times as the customer reads them: their zone, their language's conventions (Babel)."""
+def _when(t: Words, moment: dt.datetime | None, *, now: dt.datetime | None) -> str | None:
+    """A time for a sentence, in the customer's zone: "on Tue, Nov 3 at 2:00 PM", "am Di., 3. Nov. um 14:00".
 
-    def __init__(self, view: CustomerView) -> None:
-        self.lang = resolve_locale(view.locale)
-        self.locale = _babel_locale(view.locale, self.lang)
-        self.gettext = _gettext(self.lang)
-        try:
-            self.zone: dt.tzinfo = ZoneInfo(view.timezone)
-            self.zone_suffix = ""
-        except (ZoneInfoNotFoundError, ValueError):
-            # A wrong zone must not make a time look local: say it is UTC.
-            self.zone, self.zone_suffix = dt.UTC, " UTC"
-        self.now = self._local(view.now) if view.now else None
-
-    def _local(self, moment: dt.datetime) -> dt.datetime:
-        return _utc(moment).astimezone(self.zone)
-
-    def _time(self, local: dt.datetime) -> str:
-        return format_time(local, "short", locale=self.locale) + self.zone_suffix
-
-    def _date(self, local: dt.datetime) -> str:
-        return format_skeleton("MMMEd", local, locale=self.locale)
-
-    def when(self, moment: dt.datetime | None, *, relative: bool) -> str | None:
-        """A phrase for a sentence: "on Tue, Nov 3 at 2:00 PM", "am Di., 3. Nov. um 14:00".
-
-        With ``relative`` (the SMS) and the render time known, a time within six days is named
-        by its weekday ("on Tuesday at 2:00 PM"), and a time earlier the same day by its time
-        alone. Never "today" or "tomorrow": a message held through quiet hours would be read on
-        another day than it was written.
-        """
-        if moment is None:
-            return None
-        local = self._local(moment)
-        time = self._time(local)
-        if relative and self.now is not None:
-            days = (local.date() - self.now.date()).days
-            if days == 0 and local <= self.now:
-                return self.gettext("at %(time)s") % {"time": time}
-            if -6 <= days <= 6:
-                weekday = format_date(local, "EEEE", locale=self.locale)
-                return self.gettext("on %(weekday)s at %(time)s") % {"weekday": weekday, "time": time}
-        return self.gettext("on %(date)s at %(time)s") % {"date": self._date(local), "time": time}
-
-    def stamp(self, moment: dt.datetime | None) -> str | None:
-        """A time on its own, for a label: "Tue, Nov 3, 2:00 PM", "Di., 3. Nov., 14:00"."""
-        if moment is None:
-            return None
-        local = self._local(moment)
-        pattern = str(self.locale.datetime_formats["medium"])
-        return pattern.replace("{1}", self._date(local)).replace("{0}", self._time(local))
-
-
-def _babel_locale(locale: str, lang: str) -> Locale:
-    """The customer's own locale for date conventions (en-GB, de-AT), if it speaks ``lang``."""
-    try:
-        parsed = Locale.parse((locale or "").strip().replace("-", "_"))
-    except (UnknownLocaleError, ValueError, TypeError):
-        return Locale.parse(lang)
-    return parsed if parsed.language == lang else Locale.parse(lang)
+    With the render time ``now`` (the SMS), a time within six days is named by its weekday ("on
+    Tuesday at 2:00 PM"), and a time earlier the same day by its time alone. Never "today" or
+    "tomorrow": a message held through quiet hours would be read on another day than it was written.
+    """
+    if moment is None:
+        return None
+    time = t.time(moment)
+    if now is not None:
+        local, today = t.local(moment), t.local(now)
+        days = (local.date() - today.date()).days
+        if days == 0 and local <= today:
+            return t("at {time}", time=time)
+        if -6 <= days <= 6:
+            return t("on {weekday} at {time}", weekday=t.weekday(moment), time=time)
+    return t("on {date} at {time}", date=t.date(moment), time=time)
 
 
 # ---------------------------------------------------------------- translation
-
-
-def _gettext(lang: str) -> Callable[[str], str]:
-    translations = CATALOG.get(lang, {})
-
-    def gettext(message: str) -> str:
-        return translations.get(message) or message
-
-    return gettext
 
 
 def _plain(value: object) -> str:
@@ -247,15 +185,29 @@ def _plain(value: object) -> str:
     return Markup(value).unescape() if isinstance(value, Markup) else html.unescape(str(value))
 
 
+def _fill(context: Context, text: str, values: dict[str, object]) -> str:
+    """A translated text with its ``{fields}`` filled; under autoescape the values are escaped, the text trusted."""
+    if context.eval_ctx.autoescape:
+        text = Markup(text)
+    return text.format(**values) if values else text
+
+
 @functools.cache
 def _environment(lang: str) -> Environment:
-    """The messages environment with the i18n extension, its gettext bound to one language."""
-    env = environment().overlay(extensions=["jinja2.ext.i18n"], cache_size=100)
+    """The messages environment whose ``_`` and ``ngettext`` speak one language of the registry."""
+    env = environment().overlay(cache_size=100)
     # An overlay shares its parent's globals and filters: give it its own before adding to them.
     env.globals = dict(env.globals)
     env.filters = {**env.filters, "plain": _plain}
-    gettext = _gettext(lang)
-    env.install_gettext_callables(  # type: ignore[attr-defined]
-        gettext, lambda singular, plural, n: gettext(singular if n == 1 else plural), newstyle=True
-    )
+    t = LOCALES.words(lang)
+
+    @pass_context
+    def gettext(context: Context, message: str, /, **values: object) -> str:
+        return _fill(context, t.gettext(message), values)
+
+    @pass_context
+    def ngettext(context: Context, singular: str, plural: str, n: int, /, **values: object) -> str:
+        return _fill(context, t.ngettext(singular, plural, n), {"n": n, **values})
+
+    env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)
     return env

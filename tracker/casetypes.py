@@ -2,7 +2,9 @@
 
 A definition holds:
 - ``statuses``: code, customer ``labels`` per locale, ``notify`` (tell the customer), ``terminal``
-  (no further updates are expected once reached);
+  (no further updates are expected once reached). Labels are data, keyed by the locales of the
+  registry (``kernel.locales``) and read through its fallbacks (``de-AT`` -> ``de`` -> ``en``);
+  the built-in types label every supported locale (tests/tracker/test_casetypes.py);
 - ``initial_status``; ``default_cadence``; ``escalate_after`` (how long past due a late party is
   escalated; default one more cadence); ``handoff_accept_within``;
 - ``deadline`` and ``deadline_status``: after this long the case moves on (a delayed bag is
@@ -12,20 +14,21 @@ A definition holds:
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db import caches_of
 from kernel.durations import parse_duration
 from kernel.errors import Unprocessable
+from kernel.locales import LOCALES
 from tracker.models import CaseType
 
 
-def _s(code: str, en: str, de: str, fr: str, es: str, *, notify: bool = True, terminal: bool = False) -> dict:
-    return {"code": code, "labels": {"en": en, "de": de, "fr": fr, "es": es}, "notify": notify, "terminal": terminal}
+def _s(code: str, *, notify: bool = True, terminal: bool = False, **labels: str) -> dict:
+    return {"code": code, "labels": labels, "notify": notify, "terminal": terminal}
 
 
 BAGGAGE: dict[str, Any] = {
@@ -34,27 +37,51 @@ BAGGAGE: dict[str, Any] = {
     "name": "Mishandled baggage",
     "definition": {
         "statuses": [
-            _s("reported", "Reported: we have opened a search for your bag",
-               "Gemeldet: wir suchen Ihr Gepäckstück", "Signalé : nous recherchons votre bagage",
-               "Notificado: estamos buscando su equipaje"),
-            _s("tracing", "We are tracing your bag across the airlines' systems",
-               "Wir verfolgen Ihr Gepäck in den Systemen der Fluggesellschaften",
-               "Nous recherchons votre bagage dans les systèmes des compagnies",
-               "Estamos rastreando su equipaje en los sistemas de las aerolíneas", notify=False),
-            _s("located", "Found: your bag has been located", "Gefunden: Ihr Gepäckstück wurde gefunden",
-               "Retrouvé : votre bagage a été localisé", "Encontrado: hemos localizado su equipaje"),
-            _s("in_transit", "On its way: your bag is being forwarded", "Unterwegs: Ihr Gepäck wird nachgesandt",
-               "En route : votre bagage est acheminé", "En camino: su equipaje está siendo reenviado"),
-            _s("arrived", "Arrived at your destination airport", "Am Zielflughafen angekommen",
-               "Arrivé à votre aéroport de destination", "Ha llegado a su aeropuerto de destino"),
-            _s("out_for_delivery", "Out for delivery to you", "In Zustellung zu Ihnen",
-               "En cours de livraison", "En reparto hacia usted"),
-            _s("delivered", "Delivered", "Zugestellt", "Livré", "Entregado", terminal=True),
-            _s("presumed_lost", "Declared lost: you can now claim compensation",
-               "Als verloren erklärt: Sie können jetzt eine Entschädigung beantragen",
-               "Déclaré perdu : vous pouvez demander une indemnisation",
-               "Declarado perdido: ya puede reclamar una indemnización"),
-            _s("closed", "Closed", "Abgeschlossen", "Clôturé", "Cerrado", terminal=True),
+            _s("reported",
+               en="Reported: we have opened a search for your bag",
+               de="Gemeldet: wir suchen Ihr Gepäckstück",
+               fr="Signalé : nous recherchons votre bagage",
+               es="Notificado: estamos buscando su equipaje"),
+            _s("tracing", notify=False,
+               en="We are tracing your bag across the airlines' systems",
+               de="Wir verfolgen Ihr Gepäck in den Systemen der Fluggesellschaften",
+               fr="Nous recherchons votre bagage dans les systèmes des compagnies",
+               es="Estamos rastreando su equipaje en los sistemas de las aerolíneas"),
+            _s("located",
+               en="Found: your bag has been located",
+               de="Gefunden: Ihr Gepäckstück wurde gefunden",
+               fr="Retrouvé : votre bagage a été localisé",
+               es="Encontrado: hemos localizado su equipaje"),
+            _s("in_transit",
+               en="On its way: your bag is being forwarded",
+               de="Unterwegs: Ihr Gepäck wird nachgesandt",
+               fr="En route : votre bagage est acheminé",
+               es="En camino: su equipaje está siendo reenviado"),
+            _s("arrived",
+               en="Arrived at your destination airport",
+               de="Am Zielflughafen angekommen",
+               fr="Arrivé à votre aéroport de destination",
+               es="Ha llegado a su aeropuerto de destino"),
+            _s("out_for_delivery",
+               en="Out for delivery to you",
+               de="In Zustellung zu Ihnen",
+               fr="En cours de livraison",
+               es="En reparto hacia usted"),
+            _s("delivered", terminal=True,
+               en="Delivered",
+               de="Zugestellt",
+               fr="Livré",
+               es="Entregado"),
+            _s("presumed_lost",
+               en="Declared lost: you can now claim compensation",
+               de="Als verloren erklärt: Sie können jetzt eine Entschädigung beantragen",
+               fr="Déclaré perdu : vous pouvez demander une indemnisation",
+               es="Declarado perdido: ya puede reclamar una indemnización"),
+            _s("closed", terminal=True,
+               en="Closed",
+               de="Abgeschlossen",
+               fr="Clôturé",
+               es="Cerrado"),
         ],
         "initial_status": "reported",
         "default_cadence": "PT6H",
@@ -71,22 +98,46 @@ PARCEL: dict[str, Any] = {
     "name": "Missing or damaged parcel",
     "definition": {
         "statuses": [
-            _s("reported", "Reported: we are looking into your parcel", "Gemeldet: wir kümmern uns um Ihr Paket",
-               "Signalé : nous examinons votre colis", "Notificado: estamos revisando su paquete"),
-            _s("investigating", "The carriers are investigating", "Die Zusteller prüfen den Fall",
-               "Les transporteurs enquêtent", "Los transportistas están investigando", notify=False),
-            _s("located", "Found: your parcel has been located", "Gefunden: Ihr Paket wurde gefunden",
-               "Retrouvé : votre colis a été localisé", "Encontrado: hemos localizado su paquete"),
-            _s("out_for_delivery", "Out for delivery to you", "In Zustellung zu Ihnen",
-               "En cours de livraison", "En reparto hacia usted"),
-            _s("delivered", "Delivered", "Zugestellt", "Livré", "Entregado", terminal=True),
-            _s("returned", "Returned to the sender", "An den Absender zurückgesandt", "Retourné à l'expéditeur",
-               "Devuelto al remitente", terminal=True),
-            _s("lost", "Declared lost: you can now claim a refund",
-               "Als verloren erklärt: Sie können eine Erstattung beantragen",
-               "Déclaré perdu : vous pouvez demander un remboursement",
-               "Declarado perdido: ya puede reclamar un reembolso"),
-            _s("closed", "Closed", "Abgeschlossen", "Clôturé", "Cerrado", terminal=True),
+            _s("reported",
+               en="Reported: we are looking into your parcel",
+               de="Gemeldet: wir kümmern uns um Ihr Paket",
+               fr="Signalé : nous examinons votre colis",
+               es="Notificado: estamos revisando su paquete"),
+            _s("investigating", notify=False,
+               en="The carriers are investigating",
+               de="Die Zusteller prüfen den Fall",
+               fr="Les transporteurs enquêtent",
+               es="Los transportistas están investigando"),
+            _s("located",
+               en="Found: your parcel has been located",
+               de="Gefunden: Ihr Paket wurde gefunden",
+               fr="Retrouvé : votre colis a été localisé",
+               es="Encontrado: hemos localizado su paquete"),
+            _s("out_for_delivery",
+               en="Out for delivery to you",
+               de="In Zustellung zu Ihnen",
+               fr="En cours de livraison",
+               es="En reparto hacia usted"),
+            _s("delivered", terminal=True,
+               en="Delivered",
+               de="Zugestellt",
+               fr="Livré",
+               es="Entregado"),
+            _s("returned", terminal=True,
+               en="Returned to the sender",
+               de="An den Absender zurückgesandt",
+               fr="Retourné à l'expéditeur",
+               es="Devuelto al remitente"),
+            _s("lost",
+               en="Declared lost: you can now claim a refund",
+               de="Als verloren erklärt: Sie können eine Erstattung beantragen",
+               fr="Déclaré perdu : vous pouvez demander un remboursement",
+               es="Declarado perdido: ya puede reclamar un reembolso"),
+            _s("closed", terminal=True,
+               en="Closed",
+               de="Abgeschlossen",
+               fr="Clôturé",
+               es="Cerrado"),
         ],
         "initial_status": "reported",
         "default_cadence": "PT24H",
@@ -133,30 +184,25 @@ class CaseTypeDef:
             deadline_status=definition.get("deadline_status"),
         )
 
-    def label(self, status: str, locale: str) -> str:
-        labels = self.statuses.get(status, {}).get("labels", {})
-        return labels.get(locale) or labels.get("en") or status
+    def label(self, status: str, locale: str | None) -> str:
+        """A status in the customer's words: their locale, its language, English, else the code."""
+        return LOCALES.label(self.statuses.get(status, {}).get("labels", {}), locale, missing=status)
 
 
 # ---------------------------------------------------------------- the registry (types are rows)
 
 _TYPE_CACHE_SECONDS = 30.0
-_type_cache: dict[str, tuple[float, CaseTypeDef]] = {}
 
 
 async def case_type(*, session: AsyncSession, code: str) -> CaseTypeDef:
-    """The parsed definition of a case type, cached briefly (types change rarely)."""
-    cached = _type_cache.get(code)
-    if cached and time.monotonic() - cached[0] < _TYPE_CACHE_SECONDS:
-        return cached[1]
+    """The parsed definition of a case type, cached briefly in the runtime's caches (types change rarely)."""
+    cache = caches_of(session).case_types
+    cached = cache.get(code, max_age=_TYPE_CACHE_SECONDS)
+    if cached is not None:
+        return cached
     row = await session.get(CaseType, code)
     if row is None:
         known = ", ".join((await session.scalars(select(CaseType.code).order_by(CaseType.code))).all())
         raise Unprocessable(f"Unknown case type {code!r}; known types: {known}.")
     parsed = CaseTypeDef.parse(code=row.code, prefix=row.prefix, name=row.name, definition=row.definition)
-    _type_cache[code] = (time.monotonic(), parsed)
-    return parsed
-
-
-def forget_case_types() -> None:
-    _type_cache.clear()
+    return cache.put(code, parsed)

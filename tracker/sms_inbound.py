@@ -32,6 +32,7 @@ from tracker.models import Case, CaseType, InboundMessage
 from tracker.refs import ParsedRef, find_refs_in_text, parse_ref
 from tracker.status import post_customer_message, status_of
 from tracker.timeline import append_event
+from kernel.locales import LOCALES, N_
 from kernel.validation import phone_number
 
 # Far past Twilio's retries. Its signature has no timestamp: a capture replayed after this is acted on again.
@@ -43,61 +44,30 @@ STATUS_WORDS = {"STATUS", "STAND", "STATUT", "ESTADO", "?"}
 # A reference with a space for its dash ("bag 7kq3x9t"), which find_refs_in_text does not read.
 _SPACED_REF = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{2,5}\s+[0-9A-Za-z]{7}(?![0-9A-Za-z])")
 
-REPLIES: dict[str, dict[str, str]] = {
-    "en": {
-        "unknown": "Baton: we have no open case for this number. Please use the link in our messages, or contact the company that opened your case.",
-        "stopped": "Baton: you will no longer get text messages from us. Reply START to get them again.",
-        "started": "Baton: text messages are on again. Reply STOP to stop them.",
-        "help": "Baton: reply STATUS for the state of your case, or the case reference (e.g. BAG-7KQ3X9T). Any other text is passed to the team handling your case. STOP to stop texts.",
-        "typo": "Baton: {ref} does not look like a valid reference; please check it.",
-        "not_yours": "Baton: we have no open case {ref} for this number.",
-        "choose": "Baton: you have several open cases: {refs}. Reply with the reference.",
-        "choose_message": "Baton: you have several open cases: {refs}. Please start your message with the reference.",
-        "yours": " Your open cases: {refs}.",
-        "passed_on": "Baton: thank you, we have passed your message on ({ref}). We will reply here.",
-    },
-    "de": {
-        "unknown": "Baton: Für diese Nummer gibt es keinen offenen Fall. Bitte nutzen Sie den Link aus unseren Nachrichten oder wenden Sie sich an das Unternehmen, das Ihren Fall eröffnet hat.",
-        "stopped": "Baton: Sie erhalten keine SMS mehr von uns. Antworten Sie START, um sie wieder zu erhalten.",
-        "started": "Baton: SMS sind wieder eingeschaltet. Antworten Sie STOP, um sie abzubestellen.",
-        "help": "Baton: Antworten Sie STATUS für den Stand Ihres Falls oder mit der Fallnummer (z. B. BAG-7KQ3X9T). Anderer Text geht an das Team, das Ihren Fall bearbeitet. STOP beendet SMS.",
-        "typo": "Baton: {ref} ist keine gültige Fallnummer; bitte prüfen Sie sie.",
-        "not_yours": "Baton: Für diese Nummer gibt es keinen offenen Fall {ref}.",
-        "choose": "Baton: Sie haben mehrere offene Fälle: {refs}. Antworten Sie mit der Fallnummer.",
-        "choose_message": "Baton: Sie haben mehrere offene Fälle: {refs}. Bitte beginnen Sie Ihre Nachricht mit der Fallnummer.",
-        "yours": " Ihre offenen Fälle: {refs}.",
-        "passed_on": "Baton: Danke, wir haben Ihre Nachricht weitergegeben ({ref}). Wir antworten hier.",
-    },
-    "fr": {
-        "unknown": "Baton : aucun dossier ouvert pour ce numéro. Utilisez le lien de nos messages ou contactez l'entreprise qui a ouvert votre dossier.",
-        "stopped": "Baton : vous ne recevrez plus de SMS de notre part. Répondez START pour les recevoir à nouveau.",
-        "started": "Baton : les SMS sont réactivés. Répondez STOP pour les arrêter.",
-        "help": "Baton : répondez STATUT pour l'état de votre dossier, ou sa référence (ex. BAG-7KQ3X9T). Tout autre texte est transmis à l'équipe qui le traite. STOP pour arrêter les SMS.",
-        "typo": "Baton : {ref} n'est pas une référence valide ; merci de la vérifier.",
-        "not_yours": "Baton : aucun dossier ouvert {ref} pour ce numéro.",
-        "choose": "Baton : vous avez plusieurs dossiers ouverts : {refs}. Répondez avec la référence.",
-        "choose_message": "Baton : vous avez plusieurs dossiers ouverts : {refs}. Commencez votre message par la référence.",
-        "yours": " Vos dossiers ouverts : {refs}.",
-        "passed_on": "Baton : merci, nous avons transmis votre message ({ref}). Nous répondrons ici.",
-    },
-    "es": {
-        "unknown": "Baton: no hay ningún caso abierto para este número. Use el enlace de nuestros mensajes o contacte con la empresa que abrió su caso.",
-        "stopped": "Baton: ya no recibirá SMS nuestros. Responda START para volver a recibirlos.",
-        "started": "Baton: los SMS vuelven a estar activados. Responda STOP para desactivarlos.",
-        "help": "Baton: responda ESTADO para saber cómo va su caso, o la referencia (p. ej. BAG-7KQ3X9T). Cualquier otro texto se pasa al equipo que lo gestiona. STOP para no recibir SMS.",
-        "typo": "Baton: {ref} no parece una referencia válida; revísela, por favor.",
-        "not_yours": "Baton: no hay ningún caso abierto {ref} para este número.",
-        "choose": "Baton: tiene varios casos abiertos: {refs}. Responda con la referencia.",
-        "choose_message": "Baton: tiene varios casos abiertos: {refs}. Empiece su mensaje con la referencia.",
-        "yours": " Sus casos abiertos: {refs}.",
-        "passed_on": "Baton: gracias, hemos transmitido su mensaje ({ref}). Le responderemos aquí.",
-    },
-}
+# What Baton answers, in the sender's language (translated in kernel/translations; a reply is
+# one SMS, so GSM-7 letters keep it short).
+UNKNOWN = N_("Baton: we have no open case for this number. Please use the link in our messages, or contact the "
+             "company that opened your case.")
+STOPPED = N_("Baton: you will no longer get text messages from us. Reply START to get them again.")
+STARTED = N_("Baton: text messages are on again. Reply STOP to stop them.")
+HELP = N_("Baton: reply STATUS for the state of your case, or the case reference (e.g. BAG-7KQ3X9T). Any other "
+          "text is passed to the team handling your case. STOP to stop texts.")
+TYPO = N_("Baton: {ref} does not look like a valid reference; please check it.")
+NOT_YOURS = N_("Baton: we have no open case {ref} for this number.")
+CHOOSE = N_("Baton: you have several open cases: {refs}. Reply with the reference.")
+CHOOSE_MESSAGE = N_("Baton: you have several open cases: {refs}. Please start your message with the reference.")
+PASSED_ON = N_("Baton: thank you, we have passed your message on ({ref}). We will reply here.")
 
 
-def _say(locale: str, key: str, **values: str) -> str:
-    lang = locale.split("-")[0] if locale.split("-")[0] in REPLIES else "en"
-    return to_gsm7(REPLIES[lang][key].format(**values))
+def _say(locale: str, message: str, **values: str) -> str:
+    return to_gsm7(LOCALES.words(locale)(message, **values))
+
+
+def _yours(locale: str, cases: Sequence[Case]) -> str:
+    """The sender's open cases, after a reference that is not one of them."""
+    refs = ", ".join(c.ref for c in cases)
+    t = LOCALES.words(locale)
+    return to_gsm7(t.plural("Your open case: {refs}.", "Your open cases: {refs}.", len(cases), refs=refs))
 
 
 async def claim_message(*, session: AsyncSession, sid: str, now: dt.datetime) -> bool:
@@ -126,7 +96,7 @@ async def handle_inbound_sms(
     try:
         number = phone_number(sender)
     except ValueError:
-        return _say("en", "unknown")
+        return _say("en", UNKNOWN)
     words = text.strip().split()
     keyword = words[0].upper().strip(".!") if words else ""
     cases = list(
@@ -141,14 +111,14 @@ async def handle_inbound_sms(
 
     if keyword in STOP_WORDS and len(words) <= 2:
         await _set_opt_out(session, number, True, now)
-        return _say(locale, "stopped")
+        return _say(locale, STOPPED)
     if keyword in START_WORDS and len(words) <= 2:
         await _set_opt_out(session, number, False, now)
-        return _say(locale, "started")
+        return _say(locale, STARTED)
     if keyword in HELP_WORDS and len(words) <= 2:
-        return _say(locale, "help")
+        return _say(locale, HELP)
     if not cases:
-        return _say("en", "unknown")
+        return _say("en", UNKNOWN)
 
     refs = ", ".join(c.ref for c in cases)
     prefixes = (await session.scalars(select(CaseType.prefix))).all()
@@ -156,10 +126,10 @@ async def handle_inbound_sms(
     if mentioned:
         first = mentioned[0]
         if not first.valid:
-            return _say(locale, "typo", ref=first.ref) + _say(locale, "yours", refs=refs)
+            return _say(locale, TYPO, ref=first.ref) + " " + _yours(locale, cases)
         chosen = next((c for c in cases if c.ref == first.ref), None)
         if chosen is None:
-            return _say(locale, "not_yours", ref=first.ref) + _say(locale, "yours", refs=refs)
+            return _say(locale, NOT_YOURS, ref=first.ref) + " " + _yours(locale, cases)
         rest = text.replace(first.text, "", 1).strip(" :,-")
         if rest and rest.upper() not in STATUS_WORDS:
             # "BAG-7KQ3X9T: the tag is 0016..." loses its leading reference; a reference inside a
@@ -170,10 +140,10 @@ async def handle_inbound_sms(
 
     if keyword in STATUS_WORDS or not words:
         if len(cases) > 1:
-            return _say(locale, "choose", refs=refs)
+            return _say(locale, CHOOSE, refs=refs)
         return await _status_reply(session, cases[0], now, base_url)
     if len(cases) > 1:
-        return _say(locale, "choose_message", refs=refs)
+        return _say(locale, CHOOSE_MESSAGE, refs=refs)
     return await _pass_on(session, cases[0], text, now, base_url)
 
 
@@ -184,7 +154,7 @@ async def _pass_on(session: AsyncSession, case: Case, text: str, now: dt.datetim
     answers it, and the message still reaches the owner partner.
     """
     await post_customer_message(session=session, case=case, text=text, now=now, via="sms")
-    passed = _say(case.customer_locale, "passed_on", ref=case.ref)
+    passed = _say(case.customer_locale, PASSED_ON, ref=case.ref)
     return f"{passed}\n\n{await _status_reply(session, case, now, base_url)}"
 
 

@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tracker import status as customer_side
 from kernel.errors import BatonError, Conflict, NotFound, TooManyRequests
+from kernel.locales import LOCALES, STATUS_PAGE, Words
 from tracker.models import Case
 from tracker.schemas import Problem
 from tracker.status import StatusOut
 from tracker.web.deps import Runtime, db_session, runtime
-from tracker.web.i18n import Words, pick_locale
 from tracker.web.proxies import client_address
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -54,21 +54,28 @@ class Lookup:
         return case
 
 
+def _locale(request: Request, case: Case | None) -> str:
+    return LOCALES.pick(preferred=case.customer_locale if case else None,
+                        accept_language=request.headers.get("accept-language"))
+
+
 def _words(request: Request, case: Case | None) -> Words:
-    locale = pick_locale(case.customer_locale if case else None, request.headers.get("accept-language"))
-    return Words(locale, case.customer_timezone if case else "UTC")
+    """The page's texts (``msgctxt "status page"`` in the catalogs) and times in the customer's zone."""
+    return LOCALES.words(_locale(request, case), case.customer_timezone if case else "UTC", context=STATUS_PAGE)
 
 
 def _item(t: Words, case: Case) -> str:
-    return t("parcel" if case.type == "parcel" else "bag")
+    return t("parcel") if case.type == "parcel" else t("bag")
 
 
 def _problem_page(request: Request, error: BatonError) -> HTMLResponse:
     t = _words(request, None)
     if isinstance(error, TooManyRequests):
-        title, text = t("not_found_title"), t("rate_limited")
+        title, text = t("Page not found"), t("Too many attempts from your connection. "
+                                             "Please wait a minute and try again.")
     elif isinstance(error, NotFound):
-        title, text = t("not_found_title"), t("not_found")
+        title, text = t("Page not found"), t("This link is not valid. Please use the latest link we sent you, or "
+                                             "contact the airline or company that opened your case.")
     else:
         title, text = error.title, error.detail
     response = templates.TemplateResponse(
@@ -141,8 +148,8 @@ async def unsubscribe_page(request: Request, token: str, session: AsyncSession =
         return _problem_page(request, error)
     t = _words(request, case)
     return templates.TemplateResponse(request, "status/message.html", {
-        "t": t, "title": t("unsubscribe_title", ref=case.ref), "text": "",
-        "form_action": f"/s/{token}/unsubscribe", "button": t("unsubscribe_button"),
+        "t": t, "title": t("Stop emails about {ref}", ref=case.ref), "text": "",
+        "form_action": f"/s/{token}/unsubscribe", "button": t("Stop emails"),
     })
 
 
@@ -157,7 +164,9 @@ async def unsubscribe(request: Request, token: str, session: AsyncSession = Depe
         return _problem_page(request, error)
     t = _words(request, case)
     return templates.TemplateResponse(request, "status/message.html", {
-        "t": t, "title": t("unsubscribe_title", ref=case.ref), "text": t("unsubscribed"), "form_action": None,
+        "t": t, "title": t("Stop emails about {ref}", ref=case.ref),
+        "text": t("You will not receive further emails about this case. This page stays available."),
+        "form_action": None,
     })
 
 
@@ -170,8 +179,7 @@ _PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 async def get_status(request: Request, token: str, session: AsyncSession = Depends(db_session)) -> StatusOut:
     """The status page as JSON, for the customer's link holder (no other credentials)."""
     case = await Lookup(request, session).case(token)
-    locale = pick_locale(case.customer_locale, request.headers.get("accept-language"))
-    return await customer_side.status_of(session=session, case=case, locale=locale)
+    return await customer_side.status_of(session=session, case=case, locale=_locale(request, case))
 
 
 # Registered last, so that only paths no route above takes end here: a "token" with a slash in it
