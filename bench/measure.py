@@ -63,11 +63,12 @@ class SweepBench:
         from tracker.watchdog import Watchdog, WatchdogConfig
 
         conn = await asyncpg.connect(self.dsn)
-        engine = make_engine(Settings(database_url=self.url))
+        settings = Settings(database_url=self.url)
+        engine = make_engine(settings)
         try:
             marks = await self._marks(conn)
             counted = int(await conn.fetchval("SELECT count(*) FROM parties"))
-            watchdog = Watchdog(sessionmaker=make_sessionmaker(engine), clock=FrozenClock(self.now),
+            watchdog = Watchdog(sessionmaker=make_sessionmaker(engine, settings=settings), clock=FrozenClock(self.now),
                                 config=WatchdogConfig(supervisors_email="complaints@bench.example"))
             await self._reset(conn, marks)
             await watchdog.sweep()  # warm-up: connections, statement caches, partner/case-type caches

@@ -39,9 +39,10 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]], *, commit: bool = True) -
     """Run one unit of work in a transaction; BatonErrors become a clean message and exit 1."""
 
     async def main() -> T:
-        engine = make_engine(get_settings())
+        settings = get_settings()
+        engine = make_engine(settings)
         try:
-            async with make_sessionmaker(engine)() as session:
+            async with make_sessionmaker(engine, settings=settings)() as session:
                 result = await work(session)
                 if commit:
                     await session.commit()
@@ -63,20 +64,24 @@ def _now() -> dt.datetime:
 @app.command()
 def migrate() -> None:
     """Bring the database schema to the latest migration and seed the built-in case types."""
-    from tracker.migrate import seed_case_types, upgrade
+    from kernel import logs
+    from tracker.migrate import describe, seed_case_types, upgrade
 
-    async def main() -> None:
-        engine = make_engine(get_settings())
+    settings = get_settings()
+    logs.configure(settings.log_level, log_format=settings.log_format)
+
+    async def main() -> str:
+        engine = make_engine(settings)
         try:
-            await upgrade(engine)
-            async with make_sessionmaker(engine)() as session:
+            revisions = await upgrade(engine)
+            async with make_sessionmaker(engine, settings=settings)() as session:
                 await seed_case_types(session)
                 await session.commit()
+            return describe(revisions)
         finally:
             await engine.dispose()
 
-    asyncio.run(main())
-    console.print("database is at the latest migration")
+    console.print(asyncio.run(main()))
 
 
 @app.command()
@@ -94,7 +99,7 @@ def serve(
         raise typer.Exit(2)
     from kernel import logs
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, log_format=settings.log_format)
     uvicorn.run(
         "tracker.web.app:create_app", factory=True, host=host, port=port, workers=workers,
         log_level=settings.log_level.lower(), proxy_headers=True, server_header=False, access_log=False,
@@ -111,8 +116,9 @@ def worker(
     from kernel import logs
     from tracker.worker import run_worker
 
-    logs.configure(get_settings().log_level)
-    asyncio.run(run_worker(settings=get_settings(), clock=SystemClock(), once=once, interval=interval))
+    settings = get_settings()
+    logs.configure(settings.log_level, log_format=settings.log_format)
+    asyncio.run(run_worker(settings=settings, clock=SystemClock(), once=once, interval=interval))
 
 
 @app.command()

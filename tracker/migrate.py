@@ -33,22 +33,39 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    await _run(engine, lambda cfg: command.upgrade(cfg, revision))
+Revisions = tuple[str | None, str | None]  # the database's revision before and after (None: no schema)
 
 
-async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
-    await _run(engine, lambda cfg: command.downgrade(cfg, revision))
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> Revisions:
+    """Migrate up to ``revision``; Alembic itself stays quiet (``kernel.logs.QUIET_LIBRARIES``)."""
+    return await _run(engine, lambda cfg: command.upgrade(cfg, revision))
 
 
-async def _run(engine: AsyncEngine, action) -> None:  # type: ignore[no-untyped-def]
-    def inner(connection: Connection) -> None:
+async def downgrade(engine: AsyncEngine, revision: str = "base") -> Revisions:
+    """Migrate down to ``revision``."""
+    return await _run(engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+def describe(revisions: Revisions) -> str:
+    """One line for ``baton migrate``: ``migrated 0004 -> 0005`` or ``database at revision 0005 (up to date)``."""
+    before, after = revisions
+    if before == after:
+        return f"database at revision {after or '(none)'} (up to date)"
+    if before is None:
+        return f"created the schema at revision {after}"
+    return f"migrated {before} -> {after or '(none)'}"
+
+
+async def _run(engine: AsyncEngine, action) -> Revisions:  # type: ignore[no-untyped-def]
+    def inner(connection: Connection) -> Revisions:
+        before = current_revision(connection)
         config = alembic_config()
         config.attributes["connection"] = connection
         action(config)
+        return before, current_revision(connection)
 
     async with engine.begin() as connection:
-        await connection.run_sync(inner)
+        return await connection.run_sync(inner)
 
 
 async def seed_case_types(session: AsyncSession) -> None:

@@ -22,7 +22,7 @@ from tests.conftest import ADMIN_TOKEN, BASE_URL, World
 from kernel.config import Settings
 from tracker.models import StaffToken
 from tracker.principals import create_staff_token, hash_token
-from tracker.watchdog import Watchdog, WatchdogConfig, forget_partner_rules
+from tracker.watchdog import Watchdog, WatchdogConfig
 from tracker.web import charts, console
 from tracker.web.app import create_app
 
@@ -346,7 +346,6 @@ async def test_search_results_are_paginated(world: World, admin: Console) -> Non
 async def test_queue_lists_escalated_first_filters_and_paginates(
     world: World, admin: Console, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    forget_partner_rules()
     app = world.client._transport.app  # type: ignore[attr-defined]
     watchdog = Watchdog(sessionmaker=app.state.runtime.sessionmaker, clock=world.clock, config=WatchdogConfig())
     first = (await world.open_case())["ref"]
@@ -364,7 +363,7 @@ async def test_queue_lists_escalated_first_filters_and_paginates(
     assert refs_on(page) == [courier, first, second]
     assert re.findall(r'class="badge b-(late|escalated)"', page) == ["escalated", "late", "late"]
 
-    monkeypatch.setattr(console, "PAGE", 2)
+    monkeypatch.setattr(console.queue, "PAGE", 2)
     one = await admin.get("/console/")
     assert refs_on(one.text) == [courier, first]
     next_url = found(r'<a href="([^"]+)" rel="next">', one.text)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from notifications.models import Notification
 from tests.conftest import BASE_URL, World
-from tracker.watchdog import Watchdog, WatchdogConfig, forget_partner_rules
+from tracker.watchdog import Watchdog, WatchdogConfig
 
 PHONE = "+14155550100"
 EMAIL = "ada@example.com"
@@ -93,7 +93,6 @@ async def other_client(world: World) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def watchdog(world: World) -> Watchdog:
-    forget_partner_rules()
     return Watchdog(sessionmaker=sessionmaker_of(world), clock=world.clock, config=WatchdogConfig())
 
 

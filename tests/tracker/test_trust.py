@@ -16,7 +16,7 @@ from notifications.models import Notification
 from tests.conftest import ADMIN_TOKEN, World, case_body
 from kernel.config import Settings
 from tracker.models import Case, Event, Party
-from tracker.watchdog import Watchdog, WatchdogConfig, forget_partner_rules
+from tracker.watchdog import Watchdog, WatchdogConfig
 
 STRANGER = {"name": "Sam Stranger", "phone": "+14155550199", "email": "sam@example.com",
             "locale": "en", "timezone": "America/New_York"}
@@ -40,7 +40,6 @@ async def _party(world: World, ref: str, partner: str) -> Party:
 
 
 async def _sweep(world: World) -> Any:
-    forget_partner_rules()
     watchdog = Watchdog(sessionmaker=_sessionmaker(world), clock=world.clock, config=WatchdogConfig())
     return await watchdog.sweep()
 

@@ -218,7 +218,8 @@ async def test_worker_whose_batch_straddles_another_workers_commit_flags_nothing
                     accept_by=now - dt.timedelta(hours=1)))
 
         def watchdog() -> Watchdog:
-            return Watchdog(sessionmaker=make_sessionmaker(engine), clock=SystemClock(), config=WatchdogConfig())
+            return Watchdog(sessionmaker=make_sessionmaker(engine, settings=Settings(database_url=pg_db.url)),
+                            clock=SystemClock(), config=WatchdogConfig())
 
         token = _slowed.set(due)
         b = asyncio.create_task(watchdog().sweep())  # the task keeps the context it was created in

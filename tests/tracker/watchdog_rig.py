@@ -31,14 +31,17 @@ from partners.models import Partner
 from tests.conftest import PartnerKeys, World
 from tests.support.smtp import SMTPSink
 from tests.support.webhook_receiver import LOCAL_RECEIVERS, WebhookReceiver
-from tracker.casetypes import forget_case_types
-from tracker.watchdog import SweepResult, Watchdog, WatchdogConfig, forget_partner_rules
+from tracker.watchdog import SweepResult, Watchdog, WatchdogConfig
 
 SUPERVISORS = "complaints@ua.example"
 
 
+def runtime_of(world: World) -> Any:
+    return world.client._transport.app.state.runtime  # type: ignore[attr-defined]
+
+
 def sessionmaker_of(world: World) -> Any:
-    return world.client._transport.app.state.runtime.sessionmaker  # type: ignore[attr-defined]
+    return runtime_of(world).sessionmaker
 
 
 class Rig:
@@ -47,6 +50,7 @@ class Rig:
     def __init__(self, world: World, smtp: SMTPSink, *, webhook_timeout: float = 2.0) -> None:
         self.world = world
         self.sessionmaker = sessionmaker_of(world)
+        self.caches = runtime_of(world).caches  # the app's own: a fresh app starts with empty caches
         self.watchdog = Watchdog(sessionmaker=self.sessionmaker, clock=world.clock,
                                  config=WatchdogConfig(supervisors_email=SUPERVISORS))
         self.webhooks = WebhookTransport(timeout=webhook_timeout, allow_hosts=LOCAL_RECEIVERS)
@@ -88,14 +92,9 @@ class Rig:
 
 @pytest.fixture
 async def rig(world: World, smtp: SMTPSink) -> AsyncIterator[Rig]:
-    # Partner rules and case types are cached per process; a test must not see another's.
-    forget_partner_rules()
-    forget_case_types()
     made = Rig(world, smtp)
     yield made
     await made.webhooks.close()
-    forget_partner_rules()
-    forget_case_types()
 
 
 async def register_partner(world: World, **spec: Any) -> dict[str, Any]:
