@@ -2,21 +2,32 @@
 
 SQLite (embedded) and PostgreSQL (at scale) run the same models. On SQLite every transaction
 starts with ``BEGIN IMMEDIATE`` so that two writers never deadlock on a read-to-write upgrade.
+
+What a session carries (``session.info``, set once by ``make_sessionmaker``): whoever makes the
+sessionmaker (the web ``Runtime``, ``baton worker``, a CLI command) hands it its ``Settings`` and
+its ``Caches``, and domain code reads them from the session it was given, never from the
+environment or a module global:
+
+- ``settings_of(session)``: the runtime's ``Settings`` (raises if the sessionmaker was made without);
+- ``caches_of(session)``: the runtime's ``kernel.caches.Caches`` (every sessionmaker has one);
+- other keys for one service's needs, such as the webhook allow-list (``partners.webhook_urls``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, bindparam, event, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, MetaData, bindparam, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from kernel.caches import Caches
 from kernel.clock import UTC
 from kernel.config import Settings
 
@@ -95,10 +106,39 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: AsyncEngine, *, info: dict[str, Any] | None = None) -> async_sessionmaker[AsyncSession]:
-    """``info`` rides on every session (``session.info``): process settings a service needs, such as
-    the webhook allow-list, without every route passing them."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
+_SETTINGS = "baton.settings"
+_CACHES = "baton.caches"
+
+
+def make_sessionmaker(
+    engine: AsyncEngine,
+    *,
+    settings: Settings | None = None,
+    caches: Caches | None = None,
+    info: dict[str, Any] | None = None,
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that carry ``settings``, ``caches`` (new ones if not given) and ``info`` (see the module doc)."""
+    carried = {**(info or {}), _CACHES: caches if caches is not None else Caches()}
+    if settings is not None:
+        carried[_SETTINGS] = settings
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=carried)
+
+
+def settings_of(session: AsyncSession) -> Settings:
+    """The settings of the runtime whose sessionmaker made ``session``."""
+    settings = session.info.get(_SETTINGS)
+    if settings is None:
+        raise LookupError("This session carries no settings: make its sessionmaker with "
+                          "make_sessionmaker(engine, settings=...).")
+    return settings
+
+
+def caches_of(session: AsyncSession) -> Caches:
+    """The caches of the runtime whose sessionmaker made ``session``."""
+    caches = session.info.get(_CACHES)
+    if caches is None:
+        raise LookupError("This session carries no caches: make its sessionmaker with make_sessionmaker(engine).")
+    return caches
 
 
 # ---------------------------------------------------------------- hot-path statements
@@ -132,21 +172,22 @@ class Statement:
 
     async def rows(self, session: AsyncSession, params: dict[str, Any]) -> list[Any]:
         dialect = session.bind.dialect if session.bind is not None else None
-        if dialect is not None and dialect.name == "postgresql":
-            if dialect.driver == "asyncpg" and self._asyncpg is not None:
+        asyncpg = dialect is not None and dialect.name == "postgresql" and dialect.driver == "asyncpg"
+        if asyncpg and self._asyncpg is not None:
+            connection = _begun_driver_connection(session)
+            if connection is not None:
                 sql, names = self._asyncpg
-                connection = await _asyncpg_connection(session)
                 try:
                     return list(await connection.fetch(sql, *(params[n] for n in names)))
                 except Exception as exc:  # the same error SQLAlchemy would raise, for callers that catch it
                     raise _translated(exc, sql, params) from exc
-            scripts = self._pg
-        else:
-            scripts = self._generic
+        scripts = self._pg if dialect is not None and dialect.name == "postgresql" else self._generic
         result = None
         for clause in scripts:
             result = await session.execute(clause, params)
         assert result is not None
+        if asyncpg:
+            await _remember_driver_connection(session)
         return list(result.mappings()) if result.returns_rows else []
 
     async def first(self, session: AsyncSession, params: dict[str, Any]) -> Any | None:
@@ -180,23 +221,27 @@ def _positional(sql: str) -> tuple[str, tuple[str, ...]]:
     return _NAMED.sub(number, sql), tuple(names)
 
 
-async def _asyncpg_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's transaction, with the transaction begun."""
-    transaction = session.sync_session.get_transaction()
-    cached = session.info.get("_asyncpg")
-    if cached is not None and transaction is not None and cached[0] is transaction:
-        return cached[1]
-    connection = await session.connection()
-    adapted = (await connection.get_raw_connection()).dbapi_connection
-    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: send it now,
-    # through the adapter, so that its commit and rollback stay the transaction's. This leans on
-    # the adapter's private _transaction/_start_transaction (SQLAlchemy is pinned; every
-    # PostgreSQL API test and tests/tracker/test_round_trips.py run through here).
-    if adapted._transaction is None and adapted.isolation_level != "autocommit":  # type: ignore[union-attr]
-        await adapted._start_transaction()  # type: ignore[union-attr]
-    driver = adapted.driver_connection  # type: ignore[union-attr]
-    session.info["_asyncpg"] = (session.sync_session.get_transaction(), driver)
-    return driver
+_DRIVER = "baton.asyncpg"
+
+
+def _begun_driver_connection(session: AsyncSession) -> Any | None:
+    """The asyncpg connection under the session's transaction, once SQLAlchemy has begun it; else None.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs. So the
+    first ``Statement`` of a transaction runs through the session (which begins it, through
+    public API only), and the following ones straight on the driver connection, inside that
+    transaction; the session's commit or rollback ends it. A new transaction starts over.
+    """
+    remembered = session.info.get(_DRIVER)
+    if remembered is not None and remembered[0] is session.sync_session.get_transaction():
+        return remembered[1]
+    return None
+
+
+async def _remember_driver_connection(session: AsyncSession) -> None:
+    # PoolProxiedConnection.driver_connection: SQLAlchemy's documented way to the driver's own connection.
+    raw = await (await session.connection()).get_raw_connection()
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), raw.driver_connection)
 
 
 def _translated(exc: Exception, sql: str, params: dict[str, Any]) -> Exception:
@@ -205,3 +250,68 @@ def _translated(exc: Exception, sql: str, params: dict[str, Any]) -> Exception:
     if isinstance(exc, pg_errors.IntegrityConstraintViolationError):
         return IntegrityError(sql, params, exc)
     return exc
+
+
+# ---------------------------------------------------------------- statements built from a Table
+#
+# Hot-path SQL is written from the table definitions, never as a second copy of a column list:
+# a column added to a model is read, inserted and typed by these builders without anyone
+# touching the statement. Parameters and result columns are prefixed (``e_seq``, ``c_status``)
+# so that one statement can read or write several tables.
+
+
+def _needs_type(column: Any, *, result: bool) -> bool:
+    """Columns whose values SQLAlchemy must convert on the text path: times both ways; booleans and
+    JSON only coming back (JSON goes in as text already, see ``row_values``)."""
+    kinds = (UTCDateTime, Boolean, JSON) if result else (UTCDateTime,)
+    return isinstance(column.type, kinds)
+
+
+def select_list(table: Any, *, alias: str, prefix: str) -> str:
+    """``alias.col AS prefixcol, ...`` for every column of ``table``."""
+    return ", ".join(f"{alias}.{c.name} AS {prefix}{c.name}" for c in table.columns)
+
+
+def insert_sql(table: Any, *, prefix: str, exclude: tuple[str, ...] = ("id",)) -> str:
+    names = [c.name for c in table.columns if c.name not in exclude]
+    return (f"INSERT INTO {table.name} ({', '.join(names)}) "
+            f"VALUES ({', '.join(f':{prefix}{n}' for n in names)})")
+
+
+def update_sql(table: Any, columns: tuple[str, ...], *, prefix: str, key: str = "id") -> str:
+    for name in (*columns, key):
+        table.columns[name]  # KeyError for a column the table does not have
+    sets = ", ".join(f"{n} = :{prefix}{n}" for n in columns)
+    return f"UPDATE {table.name} SET {sets} WHERE {key} = :{prefix}{key}"
+
+
+def column_types(table: Any, *, prefix: str, columns: tuple[str, ...] | None = None,
+                 result: bool = False) -> dict[str, Any]:
+    """``Statement`` types for the prefixed parameters (or, ``result=True``, result columns) that need conversion."""
+    return {f"{prefix}{c.name}": c.type for c in table.columns
+            if (columns is None or c.name in columns) and _needs_type(c, result=result)}
+
+
+def row_values(obj: Any, table: Any, *, prefix: str, columns: tuple[str, ...] | None = None,
+               exclude: tuple[str, ...] = ("id",)) -> dict[str, Any]:
+    """Prefixed parameters from an object's attributes; JSON columns as text (asyncpg takes JSON as text)."""
+    values = {}
+    for c in table.columns:
+        if (columns is not None and c.name not in columns) or (columns is None and c.name in exclude):
+            continue
+        value = getattr(obj, c.name)
+        if value is not None and isinstance(c.type, JSON):
+            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        values[f"{prefix}{c.name}"] = value
+    return values
+
+
+def load_row(model: type[Any], row: Any, *, prefix: str) -> Any:
+    """A detached instance with every column set from a prefixed result row (JSON text decoded)."""
+    values = {}
+    for c in model.__table__.columns:
+        value = row[f"{prefix}{c.name}"]
+        if isinstance(value, str) and isinstance(c.type, JSON):
+            value = json.loads(value)
+        values[c.name] = value
+    return model(**values)

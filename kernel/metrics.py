@@ -6,7 +6,6 @@ With several ``baton serve`` workers each process answers its own ``/metrics``; 
 
 from __future__ import annotations
 
-import datetime as dt
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 

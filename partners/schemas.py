@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, mod
 from kernel.calendars import BusinessCalendar
 from kernel.durations import Duration
 from kernel.validation import email_address, phone_number, time_zone
+from kernel.pagination import Page
 
 PARTNER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
@@ -116,7 +117,6 @@ class KeyOut(BaseModel):
     secret: str | None = Field(default=None, description="hmac-sha256 only, returned once: base64 of 32 bytes.")
 
 
-class PartnerList(BaseModel):
-    items: list[PartnerOut]
-    next_cursor: str | None = None
+class PartnerList(Page[PartnerOut]):
+    """One page; pass ``next_cursor`` back as ``cursor`` for the next."""
 

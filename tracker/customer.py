@@ -30,8 +30,10 @@ from notifications.outbox import enqueue
 from notifications.transports import Outgoing, TransportError
 from partners.models import Partner
 from tracker.casetypes import case_type
-from kernel.config import Settings, get_settings
+from kernel.config import Settings
+from kernel.db import settings_of
 from tracker.models import Case, Party
+from tracker.parties import UNWATCHED
 
 KIND_RANK = {"update": 0, "opened": 1, "escalation": 2, "deadline": 3, "resolution": 4}
 
@@ -66,10 +68,9 @@ async def notify_customer(
     kind: str,
     now: dt.datetime,
     trigger: dict[str, Any] | None = None,
-    settings: Settings | None = None,
 ) -> int:
     """Queue (or merge into a waiting) customer message on each of the customer's channels."""
-    settings = settings or get_settings()
+    settings = settings_of(session)  # the runtime's, carried by the session (kernel.db)
     queued = 0
     entry = {"kind": kind, "at": now.isoformat(), **(trigger or {})}
     for channel in case.customer_channels or []:
@@ -148,7 +149,7 @@ class CustomerRenderer:
                 select(Party, Partner.name)
                 .join(Partner, Partner.id == Party.partner_id)
                 .where(Party.case_id.in_(case_ids), Party.responsible.is_(True),
-                       Party.state.not_in(("released", "invited")))
+                       Party.state.not_in(UNWATCHED))
                 .order_by(Party.joined_at)
             )
         ).all()
@@ -223,7 +224,7 @@ class CustomerRenderer:
             first_name=(case.customer_name or "").split()[0] if case.customer_name else None,
             locale=case.customer_locale,
             timezone=case.customer_timezone,
-            status_label=ctype.label(case.status, case.customer_locale.split("-")[0]),
+            status_label=ctype.label(case.status, case.customer_locale),
             holder_name=holder[0] if holder else None,
             next_update_due=holder[1].next_update_due if holder else None,
             status_url=f"{self._base()}/s/{case.status_token}",

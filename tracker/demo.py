@@ -26,7 +26,7 @@ from partners import service as partner_service
 from partners.client import BatonSigner, generate_ed25519_keypair, load_private_key, public_key_pem
 from partners.schemas import KeyIn, PartnerIn
 from partners.signatures import KeyCache, KeyMaterial, parse_signature_headers, verify_request
-from tracker import cases
+from tracker import cases, handoffs, updates
 from tracker.principals import Principal, create_staff_token
 from tracker.schemas import AcceptIn, CaseIn, EventIn, HandoffIn
 
@@ -136,21 +136,21 @@ async def seed(*, session: AsyncSession, now: dt.datetime, base_url: str, var_di
 
     async def update(partner_id: str, at: dt.datetime, **fields: Any) -> None:
         body = {k: v for k, v in fields.items() if v is not None}
-        await cases.post_update(
+        await updates.post_update(
             session=session, principal=await as_partner(partner_id, path, body, at), ref=ref,
             payload=EventIn.model_validate(body), now=at,
         )
 
     async def handoff(sender: str, receiver: str, at: dt.datetime, note: str) -> int:
         body = {"to": receiver, "note": note, "accept_within": "PT2H"}
-        out = await cases.request_handoff(
+        out = await handoffs.request_handoff(
             session=session, principal=await as_partner(sender, f"/v1/cases/{ref}/handoffs", body, at),
             ref=ref, payload=HandoffIn.model_validate(body), now=at,
         )
         return out.id
 
     async def accept(receiver: str, handoff_id: int, at: dt.datetime) -> None:
-        await cases.accept_handoff(
+        await handoffs.accept_handoff(
             session=session,
             principal=await as_partner(receiver, f"/v1/cases/{ref}/handoffs/{handoff_id}/accept", {}, at),
             ref=ref, handoff_id=handoff_id, payload=AcceptIn(), now=at,
@@ -222,7 +222,7 @@ async def _background_cases(
         )
         body = {"status": status, "message": "We are on it and will update you within six hours."}
         at = opened_at + dt.timedelta(minutes=30)
-        await cases.post_update(
+        await updates.post_update(
             session=session, principal=await sign(owner, f"/v1/cases/{out.ref}/events", body, at), ref=out.ref,
             payload=EventIn.model_validate(body), now=at,
         )

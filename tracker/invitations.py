@@ -16,12 +16,14 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tracker import announce
+from tracker import announce, parties
 from kernel.errors import Conflict
+from kernel.pagination import Page
 from tracker.models import Case, Party
 from tracker.principals import Principal
 from tracker.timeline import append_event
-from tracker.watchdog import partner_rules, schedule
+from tracker.parties import PartyState
+from tracker.watchdog import partner_rules
 
 
 class InvitationOut(BaseModel):
@@ -32,13 +34,12 @@ class InvitationOut(BaseModel):
     invited_at: dt.datetime
 
 
-class InvitationList(BaseModel):
-    items: list[InvitationOut]
-    next_cursor: str | None = None
+class InvitationList(Page[InvitationOut]):
+    """One page; pass ``next_cursor`` back as ``cursor`` for the next."""
 
 
 def _require_invited(case: Case, party: Party) -> None:
-    if party.state != "invited":
+    if party.state != PartyState.INVITED:
         raise Conflict(f"{party.partner_id} is not invited to {case.ref} (its state is {party.state}).")
 
 
@@ -47,9 +48,7 @@ async def confirm_invitation(
 ) -> None:
     """The invited partner agreed (by accepting, or by its first signed write): it joins and is watched from now."""
     _require_invited(case, party)
-    party.state = "on_track"
-    party.joined_at = now
-    schedule(party, now=now, rules=await partner_rules(session, party.partner_id))
+    parties.join(party, now=now, rules=await partner_rules(session, party.partner_id))
     body: dict[str, object] = {"partner": party.partner_id, "role": party.role, "responsible": party.responsible}
     if note:
         body["note"] = note
@@ -65,10 +64,7 @@ async def decline_invitation(
 ) -> None:
     """The invited partner refused: it is released and writes nothing more on the case."""
     _require_invited(case, party)
-    party.state = "released"
-    party.responsible = False
-    party.released_at = now
-    party.next_update_due = party.watch_at = None
+    parties.decline(party, now=now)
     body: dict[str, object] = {"partner": party.partner_id, "role": party.role}
     if note:
         body["note"] = note
@@ -84,7 +80,7 @@ async def list_invitations(*, session: AsyncSession, limit: int = 200) -> Invita
     rows = await session.execute(
         select(Party, Case.ref)
         .join(Case, Case.id == Party.case_id)
-        .where(Party.state == "invited", Case.closed_at.is_(None))
+        .where(Party.state == PartyState.INVITED, Case.closed_at.is_(None))
         .order_by(Party.joined_at, Party.id)
         .limit(limit)
     )

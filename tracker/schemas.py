@@ -9,11 +9,12 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from kernel.durations import Duration
 from kernel.validation import email_address, instant, phone_number, time_zone
+from kernel.pagination import Page
+from tracker.parties import PartyState
 
 Instant = Annotated[AwareDatetime, AfterValidator(instant)]
 
 Visibility = Literal["public", "parties", "internal"]
-PartyState = Literal["on_track", "late", "escalated", "released", "invited"]
 
 
 class CustomerIn(BaseModel):
@@ -121,9 +122,8 @@ class CaseOut(BaseModel):
     last_hash: str
 
 
-class CaseList(BaseModel):
-    items: list[CaseOut]
-    next_cursor: str | None
+class CaseList(Page[CaseOut]):
+    """One page; pass ``next_cursor`` back as ``cursor`` for the next."""
 
 
 class EventIn(BaseModel):
@@ -162,9 +162,8 @@ class EventOut(BaseModel):
     keyid: str | None = None
 
 
-class EventList(BaseModel):
-    items: list[EventOut]
-    next_cursor: str | None
+class EventList(Page[EventOut]):
+    """One page; pass ``next_cursor`` back as ``cursor`` for the next."""
 
 
 class PartyPatch(BaseModel):
@@ -207,9 +206,8 @@ class CloseIn(BaseModel):
     message: str | None = Field(default=None, max_length=2000, description="Shown to the customer.")
 
 
-class HandoffList(BaseModel):
-    items: list[HandoffOut]
-    next_cursor: str | None = None
+class HandoffList(Page[HandoffOut]):
+    """One page; pass ``next_cursor`` back as ``cursor`` for the next."""
 
 
 class StatusLinkOut(BaseModel):

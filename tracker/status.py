@@ -21,6 +21,7 @@ from tracker import announce
 from tracker.casetypes import case_type
 from kernel.errors import Conflict, NotFound
 from tracker.models import Case, Event, Party
+from tracker.parties import PartyState, holds_custody, is_overdue
 from tracker.timeline import append_event
 
 TOKEN_MIN, TOKEN_MAX = 22, 64
@@ -34,7 +35,7 @@ class Holder(BaseModel):
 
 
 class Notice(BaseModel):
-    kind: Literal["late", "escalated"]
+    kind: Literal[PartyState.LATE, PartyState.ESCALATED]
     waiting_on: str
     since: dt.datetime
     chased_at: dt.datetime | None
@@ -100,7 +101,8 @@ async def case_for_token(*, session: AsyncSession, token: str, for_update: bool 
 async def status_of(*, session: AsyncSession, case: Case, locale: str | None = None) -> StatusOut:
     """Everything the customer may see, in their words (status labels in their locale)."""
     ctype = await case_type(session=session, code=case.type)
-    lang = (locale or case.customer_locale or "en").split("-")[0]
+    tag = locale or case.customer_locale  # labels fall back through the locale registry: de-AT -> de -> en
+    lang = (tag or "en").split("-")[0]
     rows = (
         await session.execute(
             select(Party, Partner.name).join(Partner, Partner.id == Party.partner_id).where(Party.case_id == case.id)
@@ -108,13 +110,13 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
         )
     ).all()
     names = {party.partner_id: name for party, name in rows}
-    responsible = [(party, name) for party, name in rows if party.responsible and party.state not in ("released", "invited")]
+    responsible = [(party, name) for party, name in rows if holds_custody(party)]
     holder_row = next((r for r in responsible if r[0].role != "owner"), responsible[0] if responsible else None)
     notices = [
         Notice(kind=party.state, waiting_on=name, since=party.overdue_since,  # type: ignore[arg-type]
                chased_at=party.last_reminded_at)
         for party, name in rows
-        if party.state in ("late", "escalated") and party.overdue_since is not None and case.closed_at is None
+        if is_overdue(party) and party.overdue_since is not None and case.closed_at is None
     ]
     # Only what the page shows: the events' signatures (stored signed requests) stay in the database.
     customers = ("customer.message", "customer.confirmation")
@@ -126,7 +128,7 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
             .order_by(Event.seq)
         )
     ).all()
-    timeline = [entry for e in events if (entry := _entry(e, ctype.label, lang, names)) is not None]
+    timeline = [entry for e in events if (entry := _entry(e, ctype.label, tag, names)) is not None]
     return StatusOut(
         ref=case.ref,
         case_type=case.type,
@@ -134,7 +136,7 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
         locale=lang,
         timezone=case.customer_timezone,
         status=case.status,
-        status_label=ctype.label(case.status, lang),
+        status_label=ctype.label(case.status, tag),
         holder=Holder(name=holder_row[1], role=holder_row[0].role) if holder_row and case.closed_at is None else None,
         next_update_due=holder_row[0].next_update_due if holder_row and case.closed_at is None else None,
         notices=notices,
@@ -147,7 +149,7 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
     )
 
 
-def _entry(event: Any, label: Any, lang: str, names: dict[str, str]) -> TimelineEntry | None:
+def _entry(event: Any, label: Any, lang: str | None, names: dict[str, str]) -> TimelineEntry | None:
     body = event.body or {}
     if event.type == "customer.message":
         return TimelineEntry(at=event.received_at, kind="customer.message", message=body.get("message"),

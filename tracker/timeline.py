@@ -26,7 +26,7 @@ def new_event(
     """The next event of a case whose row the caller holds locked; the case's chain head moves to it.
 
     The event is built, not added to a session: ``append_event`` adds it, the routine update
-    path (``tracker.cases``) writes it with its own statement.
+    path (``tracker.updates``) writes it with its own statement.
     """
     seq = case.last_seq + 1
     body_digest = digest(body)

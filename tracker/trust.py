@@ -29,6 +29,7 @@ from tracker.casetypes import CaseTypeDef
 from kernel.durations import format_duration
 from kernel.errors import Forbidden, TooManyRequests, Unprocessable
 from tracker.models import Case, Event, Party
+from tracker.parties import PartyState, is_overdue
 
 HOUR = dt.timedelta(hours=1)
 
@@ -77,7 +78,7 @@ def joins_invited(*, opener: str | None, partner_id: str) -> bool:
 
 def check_may_write(party: Party | None) -> None:
     """A released party (one that left the case or declined it) writes nothing more."""
-    if party is not None and party.state == "released":
+    if party is not None and party.state == PartyState.RELEASED:
         raise Forbidden(f"{party.partner_id} was released from this case and can no longer write to it.")
 
 
@@ -97,7 +98,7 @@ def check_status_change(*, case: Case, party: Party | None, status: str, ctype: 
 
 def takes_watch_off(party: Party, *, responsible: bool | None, cadence: dt.timedelta | None) -> bool:
     """Would this change take the watch off an overdue party (the supervisor-only release by another name)?"""
-    if party.state not in ("late", "escalated"):
+    if not is_overdue(party):
         return False
     longer = cadence is not None and cadence.total_seconds() > party.cadence_seconds
     return responsible is False or longer

@@ -37,9 +37,11 @@ class VerifyResult:
     reason: str | None = None
 
 
-async def verify_case(*, session: AsyncSession, ref: str) -> VerifyResult:
-    parsed = parse_ref(ref)
-    case = await session.scalar(select(Case).where(Case.ref == (parsed.ref if parsed else ref.upper())))
+async def verify_case(*, session: AsyncSession, ref: str, case: Case | None = None) -> VerifyResult:
+    """Re-check the timeline of case ``ref``; pass ``case`` when it is already loaded, to skip looking it up."""
+    if case is None:
+        parsed = parse_ref(ref)
+        case = await session.scalar(select(Case).where(Case.ref == (parsed.ref if parsed else ref.upper())))
     if case is None:
         raise NotFound(f"No case {ref!r}.")
     events = (await session.scalars(select(Event).where(Event.case_id == case.id).order_by(Event.seq))).all()

@@ -18,25 +18,25 @@ time, and two workers never flag a party twice.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from partners.models import Partner
-from tracker import announce
-from kernel.calendars import BusinessCalendar, add_business_time
-from tracker.casetypes import CaseTypeDef, case_type
+from tracker import announce, parties
+from kernel.calendars import BusinessCalendar
+from tracker.casetypes import case_type
 from kernel.clock import Clock
+from kernel.db import caches_of
 from tracker.customer import notify_customer, reachable
 from kernel.durations import format_duration
 from kernel.errors import Conflict, TooManyRequests
 from tracker.models import Case, Handoff, Party
+from tracker.parties import PartyState
 from tracker.timeline import append_event
 
-_RULES_CACHE_SECONDS = 30.0
-_rules_cache: dict[str, tuple[float, PartnerRules]] = {}
+_RULES_CACHE_SECONDS = 30.0  # partners' calendars and thresholds change rarely; the runtime's caches hold them
 NUDGE_INTERVAL = dt.timedelta(hours=1)
 
 
@@ -50,9 +50,10 @@ class PartnerRules:
 
 async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
     """A partner's calendar and escalation threshold, cached briefly (they change rarely)."""
-    cached = _rules_cache.get(partner_id)
-    if cached and time.monotonic() - cached[0] < _RULES_CACHE_SECONDS:
-        return cached[1]
+    cache = caches_of(session).partner_rules
+    cached = cache.get(partner_id, max_age=_RULES_CACHE_SECONDS)
+    if cached is not None:
+        return cached
     row = (
         await session.execute(
             select(Partner.name, Partner.calendar, Partner.timezone, Partner.escalate_after_seconds).where(
@@ -66,33 +67,7 @@ async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
         calendar=BusinessCalendar.from_json(row.calendar, default_timezone=row.timezone),
         escalate_after=dt.timedelta(seconds=row.escalate_after_seconds) if row.escalate_after_seconds else None,
     )
-    _rules_cache[partner_id] = (time.monotonic(), rules)
-    return rules
-
-
-def forget_partner_rules(partner_id: str | None = None) -> None:
-    if partner_id is None:
-        _rules_cache.clear()
-    else:
-        _rules_cache.pop(partner_id, None)
-
-
-def schedule(party: Party, *, now: dt.datetime, rules: PartnerRules) -> None:
-    """Set when the party's next update is due: a cadence of business time from now, or its own sooner promise."""
-    if not party.responsible or party.state in ("released", "invited"):
-        party.next_update_due = None
-        party.watch_at = None
-        return
-    due = add_business_time(now, dt.timedelta(seconds=party.cadence_seconds), rules.calendar)
-    if party.promised_by is not None and party.promised_by < due:
-        due = party.promised_by
-    party.next_update_due = due
-    party.watch_at = due
-
-
-def escalation_due(party: Party, *, overdue_since: dt.datetime, rules: PartnerRules, ctype: CaseTypeDef) -> dt.datetime:
-    threshold = rules.escalate_after or ctype.escalate_after or dt.timedelta(seconds=party.cadence_seconds)
-    return add_business_time(overdue_since, threshold, rules.calendar)
+    return cache.put(partner_id, rules)
 
 
 @dataclass
@@ -155,31 +130,25 @@ class Watchdog:
     async def _visit(
         self, session: AsyncSession, party: Party, case: Case, partner: Partner, now: dt.datetime, result: SweepResult
     ) -> None:
-        if case.closed_at is not None or party.state in ("released", "invited"):
+        if case.closed_at is not None or party.state in parties.UNWATCHED:
             party.watch_at = None
             return
-        watching_handoff = party.state in ("late", "escalated")
+        watching_handoff = parties.is_overdue(party)
         if not party.responsible and not watching_handoff:
             party.watch_at = None
             return
         rules = await partner_rules(session, party.partner_id)
         ctype = await case_type(session=session, code=case.type)
-        if party.state == "on_track":
+        if party.state == PartyState.ON_TRACK:
             due = party.next_update_due
             if due is None or due > now:
                 party.watch_at = due
                 return
-            party.state = "late"
-            party.overdue_since = due
-            party.reminders_sent += 1
-            party.last_reminded_at = now
-            party.watch_at = escalation_due(party, overdue_since=due, rules=rules, ctype=ctype)
+            parties.mark_late(party, overdue_since=due, now=now, rules=rules, ctype=ctype)
             await self._announce_late(session, case, party, partner, now, reason="update")
             result.late += 1
-        elif party.state == "late":
-            party.state = "escalated"
-            party.escalated_at = now
-            party.watch_at = None
+        elif party.state == PartyState.LATE:
+            parties.escalate(party, now=now)
             body = {"partner": party.partner_id, "partner_name": partner.name, "role": party.role,
                     "overdue_since": announce.stamp(party.overdue_since), "reminders_sent": party.reminders_sent}
             append_event(session=session, case=case, type="party.escalated", actor="system", visibility="parties",
@@ -250,20 +219,16 @@ class Watchdog:
                 select(Party).where(and_(Party.case_id == case.id, Party.partner_id == handoff.to_partner_id))
             )
             partner = await session.get(Partner, handoff.to_partner_id)
-            if receiver is None or partner is None or receiver.state == "released":
+            if receiver is None or partner is None or receiver.state == PartyState.RELEASED:
                 continue
             append_event(session=session, case=case, type="handoff.overdue", actor="system", visibility="parties",
                          body={"handoff": handoff.id, "from": handoff.from_partner_id, "to": handoff.to_partner_id,
                                "accept_by": announce.stamp(handoff.accept_by)},
                          now=now, partner_id=handoff.to_partner_id)
-            if receiver.state == "on_track":
+            if receiver.state == PartyState.ON_TRACK:
                 rules = await partner_rules(session, receiver.partner_id)
                 ctype = await case_type(session=session, code=case.type)
-                receiver.state = "late"
-                receiver.overdue_since = handoff.accept_by
-                receiver.reminders_sent += 1
-                receiver.last_reminded_at = now
-                receiver.watch_at = escalation_due(receiver, overdue_since=handoff.accept_by, rules=rules, ctype=ctype)
+                parties.mark_late(receiver, overdue_since=handoff.accept_by, now=now, rules=rules, ctype=ctype)
                 await self._announce_late(session, case, receiver, partner, now, reason="handoff", handoff_id=handoff.id)
             result.handoffs_flagged += 1
             result.touched_cases.add(case.id)
@@ -290,8 +255,8 @@ class Watchdog:
             append_event(session=session, case=case, type="case.deadline", actor="system", visibility="public",
                          body=body, now=now)
             await notify_customer(session=session, case=case, kind="deadline", now=now)
-            parties = (await session.scalars(select(Party.partner_id).where(Party.case_id == case.id))).all()
-            await announce.webhooks(session=session, case=case, kind="case.deadline", partner_ids=parties, now=now,
+            partner_ids = (await session.scalars(select(Party.partner_id).where(Party.case_id == case.id))).all()
+            await announce.webhooks(session=session, case=case, kind="case.deadline", partner_ids=partner_ids, now=now,
                                     data=body, dedupe_key=f"deadline:{case.id}")
             result.deadlines += 1
             result.touched_cases.add(case.id)
@@ -325,7 +290,7 @@ async def nudge(
     """Staff chase a partner now: timeline entry, webhook, email; at most once an hour per party."""
     if case.closed_at is not None:
         raise Conflict(f"Case {case.ref} is closed.")
-    if party.state == "released":
+    if party.state == PartyState.RELEASED:
         raise Conflict(f"{party.partner_id} was released from {case.ref}.")
     if party.last_nudged_at is not None and now - party.last_nudged_at < NUDGE_INTERVAL:
         wait = NUDGE_INTERVAL - (now - party.last_nudged_at)

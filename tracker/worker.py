@@ -29,6 +29,7 @@ from kernel.db import make_engine, make_sessionmaker
 from kernel.metrics import WATCHDOG
 from tracker.models import IdempotencyRecord
 from tracker.sms_inbound import purge_inbound_messages
+from tracker.parties import PartyState
 from tracker.watchdog import Watchdog, WatchdogConfig
 
 log = logging.getLogger("baton.worker")
@@ -113,7 +114,7 @@ class Worker:
 
     async def _main_round(self) -> RoundResult:
         sweep = await self.watchdog.sweep()
-        for kind in ("late", "escalated", "handoffs_flagged", "deadlines"):
+        for kind in (PartyState.LATE, PartyState.ESCALATED, "handoffs_flagged", "deadlines"):
             if getattr(sweep, kind):
                 WATCHDOG.labels(kind).inc(getattr(sweep, kind))
         sent = await self.dispatcher.drain(max_batches=50)
@@ -155,7 +156,7 @@ class Worker:
 async def run_worker(*, settings: Settings, clock: Clock, once: bool = False, interval: float = 2.0) -> None:
     """``baton worker``: its own engine; one round, or rounds every ``interval`` seconds."""
     engine = make_engine(settings)
-    worker = Worker(sessionmaker=make_sessionmaker(engine), clock=clock, settings=settings)
+    worker = Worker(sessionmaker=make_sessionmaker(engine, settings=settings), clock=clock, settings=settings)
     try:
         if once:
             await worker.run_round()

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from partners import service as partners
 from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut
 from notifications.dispatcher import resend
-from tracker import cases, complaints
+from tracker import access, cases, complaints, handoffs, membership, updates
 from tracker.complaints import DeliveryList, DeliveryOut, DisputeList, OverdueList, Scorecard
 from kernel.errors import Forbidden, NotFound
 from tracker.invitations import InvitationList, list_invitations
@@ -156,7 +156,7 @@ async def list_case_events(
     limit: int = Query(default=100, ge=1, le=500),
 ) -> EventList:
     """The timeline, oldest first. Partners never see internal events."""
-    return await cases.list_events(session=ctx.session, principal=ctx.principal, ref=ref, cursor=cursor, limit=limit)
+    return await updates.list_events(session=ctx.session, principal=ctx.principal, ref=ref, cursor=cursor, limit=limit)
 
 
 @router.post(
@@ -165,7 +165,7 @@ async def list_case_events(
 async def post_case_event(ref: str, payload: EventIn, ctx: Ctx = Depends(caller)) -> Response:
     """Post a status update or note. A partner's update puts its party back on track."""
     return await ctx.write(
-        lambda: cases.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(),
+        lambda: updates.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(),
                                   limits=ctx.rt.trust),
         status_code=201,
     )
@@ -176,7 +176,7 @@ async def post_case_event(ref: str, payload: EventIn, ctx: Ctx = Depends(caller)
 )
 async def add_case_party(ref: str, payload: PartyIn, ctx: Ctx = Depends(caller)) -> Response:
     return await ctx.write(
-        lambda: cases.add_party(
+        lambda: membership.add_party(
             session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(), base_url=ctx.base_url,
             limits=ctx.rt.trust,
         ),
@@ -188,7 +188,7 @@ async def add_case_party(ref: str, payload: PartyIn, ctx: Ctx = Depends(caller))
 async def update_case_party(ref: str, partner_id: str, payload: PartyPatch, ctx: Ctx = Depends(caller)) -> Response:
     """Change a party's role, cadence or responsibility, or release it."""
     return await ctx.write(
-        lambda: cases.patch_party(
+        lambda: membership.patch_party(
             session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id, payload=payload, now=ctx.now(),
             limits=ctx.rt.trust,
         )
@@ -201,7 +201,7 @@ async def update_case_party(ref: str, partner_id: str, payload: PartyPatch, ctx:
 async def accept_case_invitation(ref: str, partner_id: str, payload: AcceptIn, ctx: Ctx = Depends(caller)) -> Response:
     """The invited partner joins the case; from now on it is watched if responsible."""
     return await ctx.write(
-        lambda: cases.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
+        lambda: membership.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
                                         accept=True, payload=payload, now=ctx.now())
     )
 
@@ -212,7 +212,7 @@ async def accept_case_invitation(ref: str, partner_id: str, payload: AcceptIn, c
 async def decline_case_invitation(ref: str, partner_id: str, payload: AcceptIn, ctx: Ctx = Depends(caller)) -> Response:
     """The invited partner refuses the case; it is released and writes nothing more on it."""
     return await ctx.write(
-        lambda: cases.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
+        lambda: membership.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
                                         accept=False, payload=payload, now=ctx.now())
     )
 
@@ -226,7 +226,7 @@ async def list_party_invitations(ctx: Ctx = Depends(caller)) -> InvitationList:
 
 @router.get("/cases/{ref}/handoffs", response_model=HandoffList, tags=["handoffs"])
 async def list_case_handoffs(ref: str, ctx: Ctx = Depends(caller)) -> HandoffList:
-    return await cases.list_handoffs(session=ctx.session, principal=ctx.principal, ref=ref)
+    return await handoffs.list_handoffs(session=ctx.session, principal=ctx.principal, ref=ref)
 
 
 @router.post(
@@ -235,7 +235,7 @@ async def list_case_handoffs(ref: str, ctx: Ctx = Depends(caller)) -> HandoffLis
 async def request_case_handoff(ref: str, payload: HandoffIn, ctx: Ctx = Depends(caller)) -> Response:
     """Pass custody to another party, which must accept within the window."""
     return await ctx.write(
-        lambda: cases.request_handoff(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now()),
+        lambda: handoffs.request_handoff(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now()),
         status_code=201,
     )
 
@@ -247,7 +247,7 @@ async def accept_case_handoff(
     ref: str, payload: AcceptIn, handoff_id: int = Path(ge=1, le=2**63 - 1), ctx: Ctx = Depends(caller)
 ) -> Response:
     return await ctx.write(
-        lambda: cases.accept_handoff(
+        lambda: handoffs.accept_handoff(
             session=ctx.session, principal=ctx.principal, ref=ref, handoff_id=handoff_id, payload=payload, now=ctx.now()
         )
     )
@@ -283,7 +283,7 @@ async def rotate_case_status_link(ref: str, ctx: Ctx = Depends(caller)) -> Respo
 async def nudge_case_party(ref: str, partner_id: str, payload: NudgeIn, ctx: Ctx = Depends(caller)) -> Response:
     """Chase a partner now: webhook and email to its ops contact; at most once an hour per party."""
     return await ctx.write(
-        lambda: cases.nudge_party(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
+        lambda: membership.nudge_party(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
                                   note=payload.note, now=ctx.now()),
         status_code=201,
     )
@@ -294,24 +294,24 @@ async def list_overdue(
     ctx: Ctx = Depends(caller),
     partner: str | None = Query(default=None, max_length=64),
     state: str | None = Query(default=None, pattern="^(late|escalated)$"),
-    cursor: str | None = Query(default=None, pattern="^[0-9]{1,9}$"),
+    cursor: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> OverdueList:
     """Late and escalated parties across all open cases: escalated first, then most overdue first."""
     ctx.principal.require_staff("agent")
     return await complaints.overdue(session=ctx.session, partner=partner, state=state,
-                                    offset=int(cursor or 0), limit=limit)
+                                    cursor=cursor, limit=limit)
 
 
 @router.get("/disputes", response_model=DisputeList, tags=["complaints"])
 async def list_disputes(
     ctx: Ctx = Depends(caller),
-    cursor: str | None = Query(default=None, pattern="^[0-9]{1,9}$"),
+    cursor: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> DisputeList:
     """Resolved cases whose customer is not satisfied, newest answer first."""
     ctx.principal.require_staff("agent")
-    return await complaints.disputes(session=ctx.session, offset=int(cursor or 0), limit=limit)
+    return await complaints.disputes(session=ctx.session, cursor=cursor, limit=limit)
 
 
 @router.get("/partners/{partner_id}/scorecard", response_model=Scorecard, tags=["complaints"])
@@ -328,13 +328,13 @@ async def list_webhook_deliveries(
     ctx: Ctx = Depends(caller),
     state: str | None = Query(default=None, pattern="^(pending|sending|delivered|failed|dead)$"),
     partner: str | None = Query(default=None, max_length=64),
-    cursor: str | None = Query(default=None, pattern="^[0-9]{1,18}$"),
+    cursor: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> DeliveryList:
     """Webhook deliveries, newest first; ``state=dead`` is the dead-letter queue."""
     ctx.principal.require_staff("agent")
     return await complaints.deliveries(session=ctx.session, channel="webhook", state=state, partner=partner,
-                                       before=int(cursor) if cursor else None, limit=limit)
+                                       cursor=cursor, limit=limit)
 
 
 @router.post("/webhook-deliveries/{delivery_id}/resend", response_model=DeliveryOut, tags=["complaints"])
@@ -358,6 +358,6 @@ async def list_case_notifications(
     ref: str, ctx: Ctx = Depends(caller), limit: int = Query(default=100, ge=1, le=500)
 ) -> DeliveryList:
     """Everything Baton sent (or will send) about a case: webhooks, emails, SMS, with delivery state."""
-    case, _ = await cases.load_case(session=ctx.session, principal=ctx.principal, ref=ref)
+    case, _ = await access.load_case(session=ctx.session, principal=ctx.principal, ref=ref)
     ctx.principal.require_staff("agent")
     return await complaints.deliveries(session=ctx.session, case_id=case.id, limit=limit, with_content=True)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from partners.webhook_urls import ALLOW_HOSTS_INFO
 from kernel import logs, metrics
+from kernel.caches import Caches
 from kernel.clock import Clock, SystemClock
 from kernel.config import Settings, get_settings
 from kernel.db import make_engine, make_sessionmaker
@@ -40,8 +41,8 @@ def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, engine: AsyncEngine | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
-    if not logging.getLogger().handlers:  # a fresh worker process (uvicorn --workers) logs JSON too
-        logs.configure(settings.log_level)
+    if not logging.getLogger().handlers:  # a fresh worker process (uvicorn --workers) logs the same way
+        logs.configure(settings.log_level, log_format=settings.log_format)
     clock = clock or SystemClock()
     owns_engine = engine is None
     engine = engine or make_engine(settings)
@@ -69,9 +70,12 @@ def create_app(
         generate_unique_id_function=_operation_id,
         lifespan=lifespan,
     )
-    # The webhook allow-list travels with the sessions: partner registration checks URLs against it.
-    sessions = make_sessionmaker(engine, info={ALLOW_HOSTS_INFO: settings.webhook_allow_hosts})
-    app.state.runtime = Runtime(settings=settings, clock=clock, sessionmaker=sessions)
+    # Settings, caches and the webhook allow-list travel with the sessions (kernel.db): domain code
+    # reads them from the session it is given.
+    caches = Caches()
+    sessions = make_sessionmaker(engine, settings=settings, caches=caches,
+                                 info={ALLOW_HOSTS_INFO: settings.webhook_allow_hosts})
+    app.state.runtime = Runtime(settings=settings, clock=clock, sessionmaker=sessions, caches=caches)
     app.state.engine = engine
     problems.install(app)
     app.include_router(health.router)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from partners import service as partner_service
 from partners.signatures import KeyCache, parse_signature_headers, verify_request
 from tracker import idempotency
+from kernel.caches import Caches
 from kernel.clock import Clock
 from kernel.config import Settings
 from kernel.db import Statement
@@ -33,10 +34,13 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 class Runtime:
     """What the app holds for its whole life: settings, clock, database, caches."""
 
-    def __init__(self, *, settings: Settings, clock: Clock, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, *, settings: Settings, clock: Clock, sessionmaker: async_sessionmaker[AsyncSession], caches: Caches
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.sessionmaker = sessionmaker
+        self.caches = caches  # the ones its sessions carry (kernel.db.caches_of); clear() after editing rows in SQL
         self.keys = KeyCache()
         self.limits = RateLimits(clock)
         self.trust = TrustLimits.from_settings(settings)

@@ -1,4 +1,11 @@
-"""The complaint department's views: the overdue queue, partner scorecards, deliveries."""
+"""Scorecards: how responsive each partner has been, measured from the timeline itself.
+
+For the complaint department comparing partners (the console's league of every partner, and one
+partner's page with its charts) and for a partner reading its own record
+(``GET /v1/partners/{id}/scorecard``): time to first update, update intervals, on-time rate,
+late and escalated episodes, nudges, handoff acceptance and customer verdicts over a window of
+days. ``activity`` cuts the same events into buckets over time for the charts.
+"""
 
 from __future__ import annotations
 
@@ -8,80 +15,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
-from sqlalchemy import case as sql_case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifications.models import Notification
-from partners.models import Partner
 from kernel.clock import as_utc
 from kernel.errors import NotFound, Unprocessable
+from partners.models import Partner
 from tracker.models import Case, Event, Handoff, Party
-
-
-class OverdueItem(BaseModel):
-    case: str
-    title: str
-    partner: str
-    partner_name: str
-    role: str
-    state: str
-    overdue_since: dt.datetime
-    escalated_at: dt.datetime | None
-    reminders_sent: int
-    last_update_at: dt.datetime | None
-    last_nudged_at: dt.datetime | None
-    customer_told: bool = Field(description="The customer was told we are waiting on this partner.")
-
-
-class OverdueList(BaseModel):
-    items: list[OverdueItem]
-    next_cursor: str | None
-
-
-async def overdue(
-    *,
-    session: AsyncSession,
-    partner: str | None = None,
-    state: str | None = None,
-    offset: int = 0,
-    limit: int = 50,
-) -> OverdueList:
-    """Late and escalated parties of open cases: escalated first, then most overdue first."""
-    query = (
-        select(Party, Case.ref, Case.title, Partner.name)
-        .join(Case, Case.id == Party.case_id)
-        .join(Partner, Partner.id == Party.partner_id)
-        .where(Party.state.in_(("late", "escalated")), Case.closed_at.is_(None))
-        .order_by(sql_case((Party.state == "escalated", 0), else_=1), Party.overdue_since, Party.id)
-        .offset(offset)
-        .limit(limit + 1)
-    )
-    if partner:
-        query = query.where(Party.partner_id == partner)
-    if state:
-        query = query.where(Party.state == state)
-    rows = (await session.execute(query)).all()
-    items = [
-        OverdueItem(
-            case=ref,
-            title=title,
-            partner=party.partner_id,
-            partner_name=name,
-            role=party.role,
-            state=party.state,
-            overdue_since=party.overdue_since or party.watch_at,
-            escalated_at=party.escalated_at,
-            reminders_sent=party.reminders_sent,
-            last_update_at=party.last_update_at,
-            last_nudged_at=party.last_nudged_at,
-            customer_told=party.customer_told_at is not None,
-        )
-        for party, ref, title, name in rows[:limit]
-    ]
-    return OverdueList(items=items, next_cursor=str(offset + limit) if len(rows) > limit else None)
-
-
-# ------------------------------------------------------------------ scorecards
+from tracker.parties import OVERDUE
 
 
 class Percentiles(BaseModel):
@@ -106,6 +47,29 @@ class Scorecard(BaseModel):
     handoff_acceptance: Percentiles
     currently_overdue: int
     satisfaction: dict[str, int] = Field(description="Closed cases the partner was party to, by customer verdict.")
+
+
+class ActivityBucket(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+    updates: int
+    late_episodes: int
+    escalated_episodes: int
+    nudges: int
+    median_update_interval_seconds: float | None
+
+
+class IntervalBin(BaseModel):
+    label: str
+    upto_seconds: float | None = Field(description="Upper bound (exclusive); null for the open last bin.")
+    count: int
+
+
+class Activity(BaseModel):
+    partner: str
+    bucket_days: int
+    buckets: list[ActivityBucket]
+    update_intervals: list[IntervalBin]
 
 
 def _percentiles(values: list[float]) -> Percentiles:
@@ -197,7 +161,7 @@ async def scorecards(
             await session.execute(
                 select(Party.partner_id, func.count())
                 .join(Case, Case.id == Party.case_id)
-                .where(Party.partner_id.in_(ids), Party.state.in_(("late", "escalated")), Case.closed_at.is_(None))
+                .where(Party.partner_id.in_(ids), Party.state.in_(OVERDUE), Case.closed_at.is_(None))
                 .group_by(Party.partner_id)
             )
         ).all()
@@ -272,29 +236,6 @@ def _update_intervals(events: list[_PartnerEvent]) -> list[tuple[dt.datetime, fl
     return out
 
 
-class ActivityBucket(BaseModel):
-    start: dt.datetime
-    end: dt.datetime
-    updates: int
-    late_episodes: int
-    escalated_episodes: int
-    nudges: int
-    median_update_interval_seconds: float | None
-
-
-class IntervalBin(BaseModel):
-    label: str
-    upto_seconds: float | None = Field(description="Upper bound (exclusive); null for the open last bin.")
-    count: int
-
-
-class Activity(BaseModel):
-    partner: str
-    bucket_days: int
-    buckets: list[ActivityBucket]
-    update_intervals: list[IntervalBin]
-
-
 # How long partners leave between updates on a case, in bins that match typical cadences.
 INTERVAL_BINS: tuple[tuple[str, float | None], ...] = (
     ("under 1 h", 3600.0),
@@ -355,126 +296,3 @@ async def activity(*, session: AsyncSession, partner_id: str, days: int, now: dt
             IntervalBin(label=label, upto_seconds=upto, count=bins[i]) for i, (label, upto) in enumerate(INTERVAL_BINS)
         ],
     )
-
-
-# ------------------------------------------------------------------ deliveries
-
-
-class DeliveryOut(BaseModel):
-    id: int
-    case: str | None
-    channel: str
-    audience: str
-    partner: str | None
-    kind: str
-    recipient: str
-    state: str
-    attempts: int
-    next_attempt_at: dt.datetime | None
-    last_error: str | None
-    message_id: str
-    provider_id: str | None
-    created_at: dt.datetime
-    sent_at: dt.datetime | None
-    delivered_at: dt.datetime | None
-    subject: str | None = None
-    body_text: str | None = None
-
-
-class DeliveryList(BaseModel):
-    items: list[DeliveryOut]
-    next_cursor: str | None
-
-
-def delivery_out(row: Notification, ref: str | None, *, with_content: bool = False) -> DeliveryOut:
-    return DeliveryOut(
-        id=row.id,
-        case=ref,
-        channel=row.channel,
-        audience=row.audience,
-        partner=row.partner_id,
-        kind=row.kind,
-        recipient=_mask(row.recipient, row.channel),
-        state=row.state,
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        last_error=row.last_error,
-        message_id=row.message_id,
-        provider_id=row.provider_id,
-        created_at=row.created_at,
-        sent_at=row.sent_at,
-        delivered_at=row.delivered_at,
-        subject=row.subject if with_content else None,
-        body_text=row.body_text if with_content else None,
-    )
-
-
-def _mask(recipient: str, channel: str) -> str:
-    """Phone numbers are shown with only their last digits: enough to recognise, not to misuse."""
-    if channel == "sms" and len(recipient) > 4:
-        return "•" * (len(recipient) - 4) + recipient[-4:]
-    return recipient
-
-
-async def deliveries(
-    *,
-    session: AsyncSession,
-    channel: str | None = None,
-    state: str | None = None,
-    partner: str | None = None,
-    case_id: int | None = None,
-    before: int | None = None,
-    limit: int = 50,
-    with_content: bool = False,
-) -> DeliveryList:
-    """Outbox rows, newest first (``state=dead`` lists the dead-lettered webhooks)."""
-    query = (
-        select(Notification, Case.ref)
-        .outerjoin(Case, Case.id == Notification.case_id)
-        .order_by(Notification.id.desc())
-        .limit(limit + 1)
-    )
-    for column, value in ((Notification.channel, channel), (Notification.state, state),
-                          (Notification.partner_id, partner), (Notification.case_id, case_id)):
-        if value is not None:
-            query = query.where(column == value)
-    if before is not None:
-        query = query.where(Notification.id < before)
-    rows = (await session.execute(query)).all()
-    items = [delivery_out(row, ref, with_content=with_content) for row, ref in rows[:limit]]
-    return DeliveryList(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
-
-
-
-# ------------------------------------------------------------------ disputes
-
-
-class DisputeItem(BaseModel):
-    case: str
-    title: str
-    owner: str
-    closed_at: dt.datetime | None
-    resolution: str | None
-    answered_at: dt.datetime
-    comment: str | None
-
-
-class DisputeList(BaseModel):
-    items: list[DisputeItem]
-    next_cursor: str | None
-
-
-async def disputes(*, session: AsyncSession, offset: int = 0, limit: int = 50) -> DisputeList:
-    """Customers who said the resolution did not satisfy them: back in front of the complaint department."""
-    rows = (
-        await session.scalars(
-            select(Case).where(Case.satisfaction == "dissatisfied").order_by(Case.satisfaction_at.desc(), Case.id)
-            .offset(offset).limit(limit + 1)
-        )
-    ).all()
-    items = [
-        DisputeItem(case=c.ref, title=c.title, owner=c.owner_id, closed_at=c.closed_at, resolution=c.resolution,
-                    answered_at=c.satisfaction_at or c.updated_at, comment=c.satisfaction_comment)
-        for c in rows[:limit]
-    ]
-    return DisputeList(items=items, next_cursor=str(offset + limit) if len(rows) > limit else None)

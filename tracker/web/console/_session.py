@@ -29,13 +29,13 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.errors import Forbidden, Unauthorized
 from tracker.principals import Principal, authenticate_staff_hash, hash_token
-from tracker.web.deps import db_session, runtime
+from tracker.web.deps import runtime
 
 SESSION_COOKIE = "baton_console"
 SIGN_IN_COOKIE = "baton_console_signin"
@@ -197,10 +197,10 @@ def check_sign_in_csrf(request: Request, given: object) -> None:
         raise Forbidden("The sign-in form has expired or did not come from this console; reload it and try again.")
 
 
-# ---------------------------------------------------------------- dependencies
+# ---------------------------------------------------------------- checks (StaffCtx's dependencies call these)
 
 
-async def signed_in(request: Request, session: AsyncSession = Depends(db_session)) -> Staff:
+async def signed_in(request: Request, session: AsyncSession) -> Staff:
     """The signed-in staff member, or ``SignInRequired``."""
     rt = runtime(request)
     secret = rt.settings.effective_secret_key()
@@ -218,9 +218,8 @@ async def signed_in(request: Request, session: AsyncSession = Depends(db_session
     return staff
 
 
-async def signed_in_form(request: Request, staff: Staff = Depends(signed_in)) -> Staff:
-    """``signed_in``, for a form POST: its CSRF token must match the session's."""
+async def check_form_csrf(request: Request, staff: Staff) -> None:
+    """A form POST's CSRF token must match the session's (403 otherwise)."""
     form = await request.form()
     if not csrf_ok(secret=runtime(request).settings.effective_secret_key(), sid=staff.sid, given=form.get(CSRF_FIELD)):
         raise Forbidden("The form's security token is missing or wrong; reload the page and try again.")
-    return staff
