@@ -22,12 +22,14 @@ from tracker import status as customer_side
 from kernel.errors import BatonError, Conflict, NotFound, TooManyRequests
 from kernel.locales import LOCALES, STATUS_PAGE, Words
 from tracker.models import Case
+from tracker.parties import PartyState
 from tracker.schemas import Problem
 from tracker.status import StatusOut
 from tracker.web.deps import Runtime, db_session, runtime
 from tracker.web.proxies import client_address
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.globals["PartyState"] = PartyState
 router = APIRouter(tags=["customer"])
 
 
