@@ -40,6 +40,21 @@ _in_flight: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """A key's idempotency lock (``locked``: this transaction holds it) and its stored response, if any."""
+
+    locked: bool
+    request_digest: str | None
+    status_code: int | None
+    response_body: str | None
+
+    @classmethod
+    def of(cls, row: Any, *, locked: bool | None = None) -> Claim:
+        return cls(locked=bool(row["locked"]) if locked is None else locked, request_digest=row["request_digest"],
+                   status_code=row["status_code"], response_body=row["response_body"])
+
+
+@dataclass(frozen=True, slots=True)
 class Replay:
     status_code: int
     body: bytes
@@ -58,10 +73,12 @@ def lock_id(principal: str, key: str) -> int:
 
 
 class IdempotencyGuard:
-    """The rules above for one request. ``claimed`` is a ``CLAIM_PG`` row taken earlier in the
-    same transaction (the signed-request check does it with the nonce, in one round trip)."""
+    """The rules above for one request. ``claimed`` is the claim admission took earlier in the
+    same transaction (``tracker.admission`` does it with the nonce, in one round trip)."""
 
-    def __init__(self, *, session: AsyncSession, principal: str, key: str, digest: str, claimed: Any = None) -> None:
+    def __init__(
+        self, *, session: AsyncSession, principal: str, key: str, digest: str, claimed: Claim | None = None
+    ) -> None:
         if not valid_key(key):
             raise Unprocessable(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.")
         self.session = session
@@ -82,12 +99,13 @@ class IdempotencyGuard:
             raise
         if row is None:
             return None
-        if row["request_digest"] != self.digest:
+        if row.request_digest != self.digest:
             _in_flight.discard(self._token)
             raise IdempotencyMismatch("This Idempotency-Key was used with a different request.")
-        return Replay(status_code=row["status_code"], body=row["response_body"].encode())
+        assert row.status_code is not None and row.response_body is not None
+        return Replay(status_code=row.status_code, body=row.response_body.encode())
 
-    async def _claim(self) -> Any | None:
+    async def _claim(self) -> Claim | None:
         """Take the key's lock (PostgreSQL) and read a stored response, in one round trip.
 
         The lookup's snapshot can predate the lock by a moment: a twin that commits in between
@@ -97,14 +115,16 @@ class IdempotencyGuard:
         params = {"principal": self.principal, "key": self.key}
         bind = self.session.bind
         if bind is not None and bind.dialect.name == "postgresql":
-            row = self.claimed
-            if row is None:
+            claim = self.claimed
+            if claim is None:
                 row = await _CLAIM_PG.first(self.session, {**params, "lock": lock_id(self.principal, self.key)})
-            assert row is not None  # the statement always answers one row
-            if not row["locked"]:
+                assert row is not None  # the statement always answers one row
+                claim = Claim.of(row)
+            if not claim.locked:
                 raise Conflict("A request with this Idempotency-Key is still in flight; retry later.")
-            return row if row["request_digest"] is not None else None
-        return await _LOOKUP.first(self.session, params)
+            return claim if claim.request_digest is not None else None
+        row = await _LOOKUP.first(self.session, params)
+        return Claim.of(row, locked=True) if row is not None else None
 
     async def store(self, *, status_code: int, body: bytes, now: dt.datetime) -> None:
         """Keep the response with the effects, in their transaction."""

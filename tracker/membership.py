@@ -78,16 +78,25 @@ async def announce_invitation(
     )
 
 
+async def _load_for_change(
+    *, session: AsyncSession, principal: Principal, ref: str, cadence: dt.timedelta | None, limits: TrustLimits
+) -> Case:
+    """The case, locked, once the caller may change its parties (owner or staff, case open, caller not released)."""
+    trust.check_cadence(cadence, limits)
+    case, own = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    require_owner_or_staff(principal, case)
+    require_open(case)
+    trust.check_may_write(own)
+    return case
+
+
 async def add_party(
     *, session: AsyncSession, principal: Principal, ref: str, payload: PartyIn, now: dt.datetime, base_url: str,
     limits: TrustLimits = DEFAULT_LIMITS,
 ) -> PartyOut:
     """Add a party: confirmed at once when staff add it, invited when a partner names another."""
-    trust.check_cadence(payload.cadence, limits)
-    case, own = await load_case(session=session, principal=principal, ref=ref, for_update=True)
-    require_owner_or_staff(principal, case)
-    require_open(case)
-    trust.check_may_write(own)
+    case = await _load_for_change(session=session, principal=principal, ref=ref, cadence=payload.cadence,
+                                  limits=limits)
     partner = await session.get(Partner, payload.partner)
     if partner is None:
         raise Unprocessable(f"Unknown partner {payload.partner!r}.")
@@ -130,11 +139,8 @@ async def patch_party(
     limits: TrustLimits = DEFAULT_LIMITS,
 ) -> PartyOut:
     """Change a party's role, cadence or responsibility, or release it (or bring it back)."""
-    trust.check_cadence(payload.cadence, limits)
-    case, own = await load_case(session=session, principal=principal, ref=ref, for_update=True)
-    require_owner_or_staff(principal, case)
-    require_open(case)
-    trust.check_may_write(own)
+    case = await _load_for_change(session=session, principal=principal, ref=ref, cadence=payload.cadence,
+                                  limits=limits)
     party = await party_of(session, case, partner_id)
     changes = payload.model_dump(mode="json", exclude_none=True)
     if not changes:

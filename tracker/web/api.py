@@ -201,8 +201,8 @@ async def update_case_party(ref: str, partner_id: str, payload: PartyPatch, ctx:
 async def accept_case_invitation(ref: str, partner_id: str, payload: AcceptIn, ctx: Ctx = Depends(caller)) -> Response:
     """The invited partner joins the case; from now on it is watched if responsible."""
     return await ctx.write(
-        lambda: membership.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
-                                        accept=True, payload=payload, now=ctx.now())
+        lambda: membership.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref,
+                                             partner_id=partner_id, accept=True, payload=payload, now=ctx.now())
     )
 
 
@@ -212,8 +212,8 @@ async def accept_case_invitation(ref: str, partner_id: str, payload: AcceptIn, c
 async def decline_case_invitation(ref: str, partner_id: str, payload: AcceptIn, ctx: Ctx = Depends(caller)) -> Response:
     """The invited partner refuses the case; it is released and writes nothing more on it."""
     return await ctx.write(
-        lambda: membership.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
-                                        accept=False, payload=payload, now=ctx.now())
+        lambda: membership.answer_invitation(session=ctx.session, principal=ctx.principal, ref=ref,
+                                             partner_id=partner_id, accept=False, payload=payload, now=ctx.now())
     )
 
 

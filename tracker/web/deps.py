@@ -15,20 +15,17 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from partners import service as partner_service
-from partners.signatures import KeyCache, parse_signature_headers, verify_request
-from tracker import idempotency
+from partners.signatures import KeyCache
 from kernel.caches import Caches
 from kernel.clock import Clock
 from kernel.config import Settings
-from kernel.db import Statement
 from kernel.errors import Unauthorized
+from tracker.admission import Admission, admit_partner, keep_nonce
 from tracker.idempotency import IdempotencyGuard, request_digest
-from tracker.principals import Principal, authenticate_staff
+from tracker.principals import authenticate_staff
 from tracker.ratelimit import RateLimits
 from tracker.trust import TrustLimits
 
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class Runtime:
@@ -65,33 +62,8 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
         except BaseException:
             await session.rollback()
-            await _keep_nonce(request, session)
+            await keep_nonce(session=session, admission=getattr(request.state, "admission", None))
             raise
-
-
-async def _keep_nonce(request: Request, session: AsyncSession) -> None:
-    # A signed request that failed still spent its nonce: a captured request must not be
-    # replayable later, when the state that made it fail may have changed.
-    pending = getattr(request.state, "nonce", None)
-    if pending is None:
-        return
-    try:
-        await partner_service.consume_nonce(session=session, keyid=pending[0], nonce=pending[1], expires_at=pending[2])
-        await session.commit()
-    except Exception:
-        await session.rollback()
-
-
-def target_uri(request: Request, settings: Settings) -> str:
-    """The URI the partner signed: rebuilt from BATON_PUBLIC_BASE_URL when Baton sits behind a proxy."""
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw_path.decode("latin-1")
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    base = settings.public_base_url
-    if not base:
-        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-        base = f"{request.url.scheme}://{host}"
-    return f"{base}{path}" + (f"?{query}" if query else "")
 
 
 def base_url(request: Request, settings: Settings) -> str:
@@ -101,10 +73,11 @@ def base_url(request: Request, settings: Settings) -> str:
 class Ctx:
     """The caller of one request, with its session, clock and helpers to answer."""
 
-    def __init__(self, *, request: Request, session: AsyncSession, principal: Principal, rt: Runtime) -> None:
+    def __init__(self, *, request: Request, session: AsyncSession, admission: Admission, rt: Runtime) -> None:
         self.request = request
         self.session = session
-        self.principal = principal
+        self.admission = admission
+        self.principal = admission.principal
         self.rt = rt
 
     def now(self) -> dt.datetime:
@@ -127,7 +100,7 @@ class Ctx:
             principal=self.principal.idempotency_scope,
             key=key,
             digest=request_digest(self.request.method, self.request.url.path, raw),
-            claimed=getattr(self.request.state, "idempotency_claim", None),  # same principal, same header
+            claimed=self.admission.claim,  # taken by admission for this principal and this header
         )
         async with guard as replay:
             if replay is not None:
@@ -167,81 +140,12 @@ async def caller(request: Request, session: AsyncSession = Depends(db_session)) 
     rt = runtime(request)
     headers = request.headers
     if "signature-input" in headers or "signature" in headers:
-        principal = await _partner(request, session, rt)
-    else:
-        auth = headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Sign the request (RFC 9421) as a partner, or send a staff Bearer token.")
-        principal = await authenticate_staff(session=session, token=token.strip(), admin_token=rt.settings.admin_token)
-    return Ctx(request=request, session=session, principal=principal, rt=rt)
-
-
-async def _partner(request: Request, session: AsyncSession, rt: Runtime) -> Principal:
-    headers = request.headers
-    signed = parse_signature_headers(headers)
-    limit, at = rt.limits.partner_requests, rt.limits.now()
-    limit.check(signed.keyid, at, detail=f"Too many requests for key {signed.keyid}; slow down.")
-    body = await request.body()
-    material = rt.keys.material(signed.keyid)
-    if material is None:
-        material = await partner_service.key_material(session=session, keyid=signed.keyid)
-        if material is None:
-            raise Unauthorized(f"Unknown or revoked key id {signed.keyid!r}.")
-        rt.keys.remember(material)
-    now = rt.clock.now()
-    verified = verify_request(
-        method=request.method,
-        target_uri=target_uri(request, rt.settings),
-        headers=headers,
-        body=body,
-        signed=signed,
-        material=material,
-        now=now.timestamp(),
-        max_skew=rt.settings.signature_max_skew_seconds,
-        max_future=rt.settings.signature_max_future_seconds,
-        keys=rt.keys,
-    )
-    # Counted once the signature verifies: key ids are public, and requests that merely claim one
-    # must not use up (and so lock out) the real partner's quota.
-    limit.hit(signed.keyid, at)
-    principal = Principal(
-        kind="partner",
-        name=material.partner_id,
-        partner_id=material.partner_id,
-        signature=verified.record(body) if request.method not in SAFE_METHODS else None,
-    )
-    expires = now + dt.timedelta(seconds=2 * rt.settings.signature_max_skew_seconds)
-    nonce = {"keyid": signed.keyid, "nonce": signed.nonce, "expires_at": expires}
-    key = headers.get("idempotency-key")
-    if request.method not in SAFE_METHODS and key is not None and idempotency.valid_key(key) and _postgres(session):
-        scope = principal.idempotency_scope
-        row = await _ADMIT_PG.first(session, {**nonce, "principal": scope, "key": key,
-                                               "lock": idempotency.lock_id(scope, key)})
-        assert row is not None  # the statement always answers one row
-        fresh = bool(row["fresh"])
-        request.state.idempotency_claim = row
-    else:
-        fresh = await partner_service.consume_nonce(session=session, **nonce)
-    if not fresh:
-        if not await partner_service.key_is_active(session=session, keyid=signed.keyid):
-            raise Unauthorized(f"Unknown or revoked key id {signed.keyid!r}.")
-        raise Unauthorized("This nonce was already used with this key (replayed request).")
-    if request.method in SAFE_METHODS:
-        await session.commit()
-    else:
-        request.state.nonce = (signed.keyid, signed.nonce, expires)
-    return principal
-
-
-# A signed write with an Idempotency-Key on PostgreSQL is admitted in one round trip: its nonce
-# is spent (while the key is active) and the key's idempotency lock and stored response are
-# taken, for Ctx.write to use.
-_ADMIT_PG = Statement(
-    f"WITH nonce AS ({partner_service.CONSUME_NONCE_PG}) "
-    f"SELECT EXISTS (SELECT 1 FROM nonce) AS fresh, claim.* FROM ({idempotency.CLAIM_PG}) AS claim"
-)
-
-
-def _postgres(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
+        admission = await admit_partner(request=request, session=session, rt=rt)
+        request.state.admission = admission  # for db_session, which keeps a failed write's nonce
+        return Ctx(request=request, session=session, admission=admission, rt=rt)
+    auth = headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Sign the request (RFC 9421) as a partner, or send a staff Bearer token.")
+    principal = await authenticate_staff(session=session, token=token.strip(), admin_token=rt.settings.admin_token)
+    return Ctx(request=request, session=session, admission=Admission(principal=principal), rt=rt)
