@@ -50,7 +50,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     """The extras a record carries (``extra={...}`` and the request id), in the order given."""
     return {
         key: value for key, value in vars(record).items()
-        if key not in _RESERVED and not key.startswith("_") and value is not None
+        if key not in _RESERVED and key not in _HINTS and not key.startswith("_") and value is not None
     }
 
 
@@ -97,8 +97,6 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = _fields(record)
         rid = fields.pop("request_id", None)
-        for hint in _HINTS:
-            fields.pop(hint, None)
         level = f"{record.levelname:<5}"
         if self.colour:
             level = f"\x1b[{_COLOURS.get(record.levelname, '0')}m{level}\x1b[0m"
