@@ -48,8 +48,7 @@ def clock() -> FrozenClock:
 def settings(db: Any, twilio: TwilioDouble) -> Settings:
     return Settings(
         database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=PUBLIC, workers_in_process=False,
-        twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-        twilio_from=twilio.phone_number, twilio_api_base=twilio.url,
+        **twilio.settings(),
         # Served too (BATON_ALLOWED_HOSTS), so that the Twilio signature, not the Host check, refuses staging's.
         allowed_hosts="127.0.0.1,localhost,staging.baton.test",
     )

@@ -94,8 +94,7 @@ def clock() -> FrozenClock:
 def settings(db: Database, twilio: TwilioDouble, smtp: SMTPSink) -> Settings:
     return Settings(
         database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=PUBLIC, workers_in_process=False,
-        twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-        twilio_from=twilio.phone_number, twilio_api_base=twilio.url, smtp_url=smtp.url, email_from=SENDER,
+        **twilio.settings(), smtp_url=smtp.url, email_from=SENDER,
     )
 
 

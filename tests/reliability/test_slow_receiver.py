@@ -52,9 +52,7 @@ def clock() -> FrozenClock:
 def settings(db: Database, twilio: TwilioDouble) -> Settings:
     return Settings(
         database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=PUBLIC, workers_in_process=False,
-        twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-        twilio_from=twilio.phone_number, twilio_api_base=twilio.url,
-        webhook_allow_hosts=LOCAL_RECEIVERS, webhook_deadline_seconds=DEADLINE,
+        **twilio.settings(), webhook_allow_hosts=LOCAL_RECEIVERS, webhook_deadline_seconds=DEADLINE,
     )
 
 

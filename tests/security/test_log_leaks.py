@@ -111,8 +111,7 @@ def settings(captured: Capture, db: Database, twilio: TwilioDouble, smtp: SMTPSi
     # Depends on `captured`: logging is captured before the world registers its partners.
     return Settings(
         database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=PUBLIC, workers_in_process=False,
-        twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-        twilio_from=twilio.phone_number, twilio_api_base=twilio.url, smtp_url=smtp.url,
+        **twilio.settings(), smtp_url=smtp.url,
         email_from="Baton <baton@baton.test>", supervisors_email=SUPERVISORS, webhook_allow_hosts=LOCAL_RECEIVERS,
     )
 

@@ -1,12 +1,7 @@
 """A local Twilio REST API for tests: the real ``twilio`` client sends SMS to it over HTTP.
 
     with TwilioDouble() as twilio:
-        settings = Settings(
-            twilio_account_sid=twilio.account_sid,
-            twilio_auth_token=twilio.auth_token,
-            twilio_from=twilio.phone_number,
-            twilio_api_base=twilio.url,  # http://127.0.0.1:PORT
-        )
+        settings = Settings(**twilio.settings())  # the four BATON_TWILIO_* values, base http://127.0.0.1:PORT
         ...  # code under test sends an SMS with the real twilio client
         [sms] = twilio.wait_for(1)
         assert sms["to"] == "+4915112345678"
@@ -292,6 +287,11 @@ class TwilioDouble:
     def url(self) -> str:
         """The API base, ``http://127.0.0.1:PORT``: the value for ``BATON_TWILIO_API_BASE``."""
         return f"http://{self.host}:{self.port}"
+
+    def settings(self) -> dict[str, str]:
+        """The four ``BATON_TWILIO_*`` settings that point Baton's real client at this double."""
+        return {"twilio_account_sid": self.account_sid, "twilio_auth_token": self.auth_token,
+                "twilio_from": self.phone_number, "twilio_api_base": self.url}
 
     @property
     def messages_url(self) -> str:
