@@ -22,7 +22,7 @@ from notifications.models import Notification
 from tests.conftest import BASE_URL, World
 from tests.support.twilio_double import TwilioDouble
 from kernel.config import Settings
-from tracker.models import Event, InboundMessage
+from tracker.models import Case, Event, InboundMessage
 from tracker.web.proxies import client_address_of
 from tracker.worker import housekeeping
 
@@ -195,10 +195,14 @@ def _messages(response: httpx.Response) -> list[str]:
 
 
 async def _counts(app: Any, ref: str) -> tuple[int, int, int]:
+    """Customer messages, events and outbox rows of the case ``ref``."""
     async with app.state.runtime.sessionmaker() as session:
-        messages = await session.scalar(select(func.count()).select_from(Event).where(Event.type == "customer.message"))
-        events = await session.scalar(select(func.count()).select_from(Event))
-        outbox = await session.scalar(select(func.count()).select_from(Notification))
+        case_id = await session.scalar(select(Case.id).where(Case.ref == ref))
+        events = select(func.count()).select_from(Event).where(Event.case_id == case_id)
+        messages = await session.scalar(events.where(Event.type == "customer.message"))
+        events = await session.scalar(events)
+        outbox = await session.scalar(select(func.count()).select_from(Notification)
+                                      .where(Notification.case_id == case_id))
     return messages or 0, events or 0, outbox or 0
 
 

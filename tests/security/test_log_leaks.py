@@ -321,7 +321,9 @@ async def test_a_full_scenario_logs_no_token_secret_phone_number_or_email_and_it
     found = {what: _lines_with(text, value) for what, value in forbidden.items() if value in text}
 
     access = [line for line in text.splitlines() if '"logger": "baton.access"' in line]
-    assert scenario.checked >= 30 and len(access) >= scenario.checked, "one access line per request of the scenario"
+    # The scenario makes 34 checked requests (the world's seeding no longer goes through the API,
+    # so the old floor of 40 counted requests that are not the scenario's); each leaves an access line.
+    assert scenario.checked >= 34 and len(access) >= scenario.checked, "one access line per request of the scenario"
     assert len([line for line in text.splitlines() if " baton.access [" in line]) == len(access), "and its text twin"
     assert '"status": 500' in text and "simulated failure" in text, "the unexpected error was logged"
     assert not found, "the logs hold:\n" + json.dumps(found, indent=2)[:6000]

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from partners.client import BatonSigner
 from partners.models import SignatureNonce
 from tests.conftest import World, case_body
+from tracker import admission
 from tracker.ratelimit import Limit
 
 LIMIT = 64 * 1024
@@ -88,12 +89,26 @@ async def case(world: World) -> dict[str, Any]:
     return await world.open_case()
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[tuple[Any, ...]]:
+    """Record every call of ``owner.name`` (which still runs); the list is what the test asserts on."""
+    calls: list[tuple[Any, ...]] = []
+    original = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 # ---------------------------------------------------------------- body limit, every method
 
 
 async def test_get_with_a_48_mib_streamed_body_and_fake_signature_is_413_after_reading_at_most_the_limit(
-    world: World, app: Any, case: dict[str, Any]
+    world: World, app: Any, case: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    parsed = count_calls(monkeypatch, admission, "parse_signature_headers")
     body = CountingBody(48 * 1024 * 1024)
     created = int(world.clock.now().timestamp())
     fake = {
@@ -110,8 +125,7 @@ async def test_get_with_a_48_mib_streamed_body_and_fake_signature_is_413_after_r
     assert "content-length" not in response.request.headers  # streamed (chunked), size unknown up front
     assert_problem(response, 413, "64 KiB")
     assert body.pulled <= LIMIT + CHUNK, f"the app read {body.pulled} bytes"
-    assert "lh-ed" not in partner_limit(app)  # refused before any signature work
-    assert await nonce_rows(app) == 0
+    assert parsed == [], "refused before any signature work"
 
 
 @pytest.mark.parametrize("method, path", [
@@ -151,9 +165,11 @@ async def test_get_with_a_body_within_the_limit_is_still_served(world: World, ca
 
 @pytest.mark.parametrize("length", [257, 2 * 1024 * 1024], ids=["257-chars", "2-MiB"])
 async def test_long_keyid_is_401_and_neither_stored_nor_echoed(
-    world: World, app: Any, case: dict[str, Any], caplog: pytest.LogCaptureFixture, length: int
+    world: World, app: Any, case: dict[str, Any], caplog: pytest.LogCaptureFixture, length: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    looked_up = count_calls(monkeypatch, admission.partner_service, "key_material")
     keyid = "k" * length
     before = await event_count(world, case["ref"])
 
@@ -162,6 +178,7 @@ async def test_long_keyid_is_401_and_neither_stored_nor_echoed(
 
     problem = assert_problem(response, 401)
     assert "k" * 64 not in response.text, problem["detail"][:200]
+    assert looked_up == [], "refused before the key id reached the database"
     assert keyid not in partner_limit(app)
     assert await nonce_rows(app) == 0
     assert "k" * 64 not in caplog.text

@@ -569,7 +569,8 @@ async def test_queue_lists_invitations_waiting_for_an_answer(world: World, admin
     queue = (await admin.get("/console/")).text
     section = queue.split('id="invitations"', 1)[1]
     assert case["ref"] in section and "fastcourier" in section and "asked to be responsible" in section
-    await world.as_partner("fastcourier", "POST", f"/v1/cases/{case['ref']}/parties/fastcourier/decline",
-                           json_body={})
+    declined = await world.as_partner("fastcourier", "POST",
+                                      f"/v1/cases/{case['ref']}/parties/fastcourier/decline", json_body={})
+    assert declined.status_code == 200
     after = (await admin.get("/console/")).text.split('id="invitations"', 1)[1]
     assert case["ref"] not in after and "No invitation is waiting." in after
