@@ -28,8 +28,6 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# The session.info key under which the app's sessions carry the allow-list (see allow_hosts_of).
-ALLOW_HOSTS_INFO = "webhook_allow_hosts"
 
 
 class BlockedWebhookURL(ValueError):
@@ -123,8 +121,3 @@ async def resolve_webhook_host(host: str, port: int, *, allow_hosts: frozenset[s
         raise BlockedWebhookURL("blocked address")
     return answers[0]
 
-
-def allow_hosts_of(info: dict[str, object]) -> frozenset[str]:
-    """The allow-list a session carries (``make_sessionmaker(..., info=...)``); empty if none."""
-    hosts = info.get(ALLOW_HOSTS_INFO) or ()
-    return normalize_allow_hosts(hosts)  # type: ignore[arg-type]

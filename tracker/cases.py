@@ -28,7 +28,6 @@ from tracker.principals import Principal
 from tracker.refs import new_ref, parse_ref
 from tracker.schemas import CaseIn, CaseList, CaseOut, CloseIn, CustomerOut, PartyIn, StatusLinkOut, normalize_external
 from tracker.timeline import append_event
-from tracker.trust import DEFAULT_LIMITS, TrustLimits
 
 
 def status_url(base_url: str, case: Case) -> str:
@@ -84,13 +83,12 @@ def new_status_token() -> str:
 
 async def open_case(
     *, session: AsyncSession, principal: Principal, payload: CaseIn, now: dt.datetime, base_url: str,
-    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> CaseOut:
     """Open a case with its customer, parties and external references; parties a partner names are invited."""
     opener = None if principal.is_staff else principal.partner_id
     trust.check_opener(partner_id=opener, owner=payload.owner)
     for spec in payload.parties:
-        trust.check_cadence(spec.cadence, limits)
+        trust.check_cadence(spec.cadence, session=session)
     ctype = await case_type(session=session, code=payload.type)
     status = payload.status or ctype.initial_status
     check_status(ctype, status)
@@ -105,7 +103,7 @@ async def open_case(
     if unknown:
         raise Unprocessable(f"Unknown partner(s): {', '.join(unknown)}.")
     if opener is not None:
-        await trust.check_case_quota(session=session, partner_id=opener, now=now, limits=limits)
+        await trust.check_case_quota(session=session, partner_id=opener, now=now)
 
     ref = await _unused_ref(session, ctype.prefix)
     token = new_status_token()

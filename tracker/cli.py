@@ -250,8 +250,7 @@ def partners_add(
     except ValidationError as exc:
         err.print(f"[red]error:[/red] {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from None
-    out = _run(lambda s: register_partner(session=s, payload=payload, now=_now(),
-                                          allow_hosts=get_settings().webhook_allow_hosts))
+    out = _run(lambda s: register_partner(session=s, payload=payload, now=_now()))
     console.print(f"registered {out.id}; webhook secret (shown once): {out.webhook_secret}")
 
 

@@ -24,7 +24,6 @@ from tracker.parties import PartyState
 from tracker.principals import Principal
 from tracker.schemas import AcceptIn, PartyIn, PartyOut, PartyPatch
 from tracker.timeline import append_event
-from tracker.trust import DEFAULT_LIMITS, TrustLimits
 from tracker.watchdog import nudge, partner_rules
 
 
@@ -79,10 +78,10 @@ async def announce_invitation(
 
 
 async def _load_for_change(
-    *, session: AsyncSession, principal: Principal, ref: str, cadence: dt.timedelta | None, limits: TrustLimits
+    *, session: AsyncSession, principal: Principal, ref: str, cadence: dt.timedelta | None
 ) -> Case:
     """The case, locked, once the caller may change its parties (owner or staff, case open, caller not released)."""
-    trust.check_cadence(cadence, limits)
+    trust.check_cadence(cadence, session=session)
     case, own = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     require_owner_or_staff(principal, case)
     require_open(case)
@@ -92,11 +91,9 @@ async def _load_for_change(
 
 async def add_party(
     *, session: AsyncSession, principal: Principal, ref: str, payload: PartyIn, now: dt.datetime, base_url: str,
-    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> PartyOut:
     """Add a party: confirmed at once when staff add it, invited when a partner names another."""
-    case = await _load_for_change(session=session, principal=principal, ref=ref, cadence=payload.cadence,
-                                  limits=limits)
+    case = await _load_for_change(session=session, principal=principal, ref=ref, cadence=payload.cadence)
     partner = await session.get(Partner, payload.partner)
     if partner is None:
         raise Unprocessable(f"Unknown partner {payload.partner!r}.")
@@ -136,11 +133,9 @@ async def add_party(
 
 async def patch_party(
     *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, payload: PartyPatch, now: dt.datetime,
-    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> PartyOut:
     """Change a party's role, cadence or responsibility, or release it (or bring it back)."""
-    case = await _load_for_change(session=session, principal=principal, ref=ref, cadence=payload.cadence,
-                                  limits=limits)
+    case = await _load_for_change(session=session, principal=principal, ref=ref, cadence=payload.cadence)
     party = await party_of(session, case, partner_id)
     changes = payload.model_dump(mode="json", exclude_none=True)
     if not changes:

@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tracker.casetypes import CaseTypeDef
 from kernel.durations import format_duration
+from kernel.db import settings_of
+from kernel.durations import parse_duration
 from kernel.errors import Forbidden, TooManyRequests, Unprocessable
 from tracker.models import Case, Event, Party
 from tracker.parties import PartyState, is_overdue
@@ -36,30 +38,27 @@ HOUR = dt.timedelta(hours=1)
 
 @dataclass(frozen=True, slots=True)
 class TrustLimits:
-    """The operator's limits on partners, from ``BATON_MIN_CADENCE`` and the ``BATON_PARTNER_*`` quotas."""
+    """The operator's limits on partners: ``BATON_MIN_CADENCE`` and the ``BATON_PARTNER_*`` quotas."""
 
-    min_cadence: dt.timedelta = dt.timedelta(minutes=15)
-    cases_per_hour: int = 500
-    customer_messages_per_hour: int = 1000
-
-    @classmethod
-    def from_settings(cls, settings: object) -> TrustLimits:
-        from kernel.durations import parse_duration
-
-        return cls(
-            min_cadence=parse_duration(getattr(settings, "min_cadence", "PT15M")),
-            cases_per_hour=getattr(settings, "partner_cases_per_hour", cls.cases_per_hour),
-            customer_messages_per_hour=getattr(settings, "partner_customer_messages_per_hour",
-                                               cls.customer_messages_per_hour),
-        )
+    min_cadence: dt.timedelta
+    cases_per_hour: int
+    customer_messages_per_hour: int
 
 
-DEFAULT_LIMITS = TrustLimits()
+def limits_of(session: AsyncSession) -> TrustLimits:
+    """The limits of the settings the session carries (``kernel.db.settings_of``)."""
+    settings = settings_of(session)
+    return TrustLimits(min_cadence=parse_duration(settings.min_cadence),
+                       cases_per_hour=settings.partner_cases_per_hour,
+                       customer_messages_per_hour=settings.partner_customer_messages_per_hour)
 
 
-def check_cadence(cadence: dt.timedelta | None, limits: TrustLimits) -> None:
+def check_cadence(cadence: dt.timedelta | None, *, session: AsyncSession) -> None:
     """A cadence shorter than the operator's minimum would make a partner late within minutes."""
-    if cadence is not None and cadence < limits.min_cadence:
+    if cadence is None:
+        return
+    limits = limits_of(session)
+    if cadence < limits.min_cadence:
         raise Unprocessable(
             f"cadence {format_duration(cadence)} is shorter than the minimum {format_duration(limits.min_cadence)}."
         )
@@ -104,8 +103,9 @@ def takes_watch_off(party: Party, *, responsible: bool | None, cadence: dt.timed
     return responsible is False or longer
 
 
-async def check_case_quota(*, session: AsyncSession, partner_id: str, now: dt.datetime, limits: TrustLimits) -> None:
+async def check_case_quota(*, session: AsyncSession, partner_id: str, now: dt.datetime) -> None:
     """At most ``cases_per_hour`` cases opened by one partner in the last hour."""
+    limits = limits_of(session)
     opened = await _events_since(session, partner_id, now - HOUR, type_="case.opened")
     if opened >= limits.cases_per_hour:
         raise TooManyRequests(f"{partner_id} opened {opened} cases in the last hour; the limit is "
@@ -113,9 +113,10 @@ async def check_case_quota(*, session: AsyncSession, partner_id: str, now: dt.da
 
 
 async def check_customer_message_quota(
-    *, session: AsyncSession, partner_id: str, now: dt.datetime, limits: TrustLimits
+    *, session: AsyncSession, partner_id: str, now: dt.datetime
 ) -> None:
     """At most ``customer_messages_per_hour`` customer-visible updates caused by one partner in the last hour."""
+    limits = limits_of(session)
     caused = await _events_since(session, partner_id, now - HOUR, type_="update", visibility="public")
     if caused >= limits.customer_messages_per_hour:
         raise TooManyRequests(f"{partner_id} caused {caused} customer messages in the last hour; the limit is "

@@ -29,7 +29,6 @@ from tracker.principals import Principal
 from tracker.refs import parse_ref
 from tracker.schemas import EventIn, EventList
 from tracker.timeline import append_event, event_out, new_event
-from tracker.trust import DEFAULT_LIMITS, TrustLimits
 from tracker.watchdog import partner_rules
 
 
@@ -60,28 +59,24 @@ async def list_events(
 
 async def post_update(
     *, session: AsyncSession, principal: Principal, ref: str, payload: EventIn, now: dt.datetime,
-    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Post a status update or note; the poster's own party is back on track (and joined, if invited)."""
     if not principal.is_staff:
         routine = await _post_routine_update(session=session, principal=principal, ref=ref, payload=payload, now=now)
         if routine is not None:
             return routine
-    return await post_general_update(session=session, principal=principal, ref=ref, payload=payload, now=now,
-                                     limits=limits)
+    return await post_general_update(session=session, principal=principal, ref=ref, payload=payload, now=now)
 
 
 async def post_general_update(
     *, session: AsyncSession, principal: Principal, ref: str, payload: EventIn, now: dt.datetime,
-    limits: TrustLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Any update, through the ORM: what the routine path does, and everything it hands back."""
     case, party = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     ctype = await case_type(session=session, code=case.type)
     update = _checked_update(case=case, party=party, ctype=ctype, principal=principal, payload=payload, now=now)
     if update.tells_customer and principal.partner_id is not None:
-        await trust.check_customer_message_quota(session=session, partner_id=principal.partner_id, now=now,
-                                                 limits=limits)
+        await trust.check_customer_message_quota(session=session, partner_id=principal.partner_id, now=now)
     if party is not None and party.state == PartyState.INVITED:
         await confirm_invitation(session=session, case=case, party=party, principal=principal, now=now)
     event = append_event(

@@ -114,7 +114,6 @@ async def create_case(payload: CaseIn, ctx: Ctx = Depends(caller)) -> Response:
     return await ctx.write(
         lambda: cases.open_case(
             session=ctx.session, principal=ctx.principal, payload=payload, now=ctx.now(), base_url=ctx.base_url,
-            limits=ctx.rt.trust,
         ),
         status_code=201,
     )
@@ -165,8 +164,7 @@ async def list_case_events(
 async def post_case_event(ref: str, payload: EventIn, ctx: Ctx = Depends(caller)) -> Response:
     """Post a status update or note. A partner's update puts its party back on track."""
     return await ctx.write(
-        lambda: updates.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(),
-                                  limits=ctx.rt.trust),
+        lambda: updates.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now()),
         status_code=201,
     )
 
@@ -178,7 +176,6 @@ async def add_case_party(ref: str, payload: PartyIn, ctx: Ctx = Depends(caller))
     return await ctx.write(
         lambda: membership.add_party(
             session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now(), base_url=ctx.base_url,
-            limits=ctx.rt.trust,
         ),
         status_code=201,
     )
@@ -190,7 +187,6 @@ async def update_case_party(ref: str, partner_id: str, payload: PartyPatch, ctx:
     return await ctx.write(
         lambda: membership.patch_party(
             session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id, payload=payload, now=ctx.now(),
-            limits=ctx.rt.trust,
         )
     )
 

@@ -17,7 +17,6 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from partners.webhook_urls import ALLOW_HOSTS_INFO
 from kernel import logs, metrics
 from kernel.caches import Caches
 from kernel.clock import Clock, SystemClock
@@ -70,11 +69,10 @@ def create_app(
         generate_unique_id_function=_operation_id,
         lifespan=lifespan,
     )
-    # Settings, caches and the webhook allow-list travel with the sessions (kernel.db): domain code
-    # reads them from the session it is given.
+    # Settings and caches travel with the sessions (kernel.db): domain code reads them from the
+    # session it is given.
     caches = Caches()
-    sessions = make_sessionmaker(engine, settings=settings, caches=caches,
-                                 info={ALLOW_HOSTS_INFO: settings.webhook_allow_hosts})
+    sessions = make_sessionmaker(engine, settings=settings, caches=caches)
     app.state.runtime = Runtime(settings=settings, clock=clock, sessionmaker=sessions, caches=caches)
     app.state.engine = engine
     problems.install(app)

@@ -24,7 +24,6 @@ from tracker.admission import Admission, admit_partner, keep_nonce
 from tracker.idempotency import IdempotencyGuard, request_digest
 from tracker.principals import authenticate_staff
 from tracker.ratelimit import RateLimits
-from tracker.trust import TrustLimits
 
 
 
@@ -40,7 +39,6 @@ class Runtime:
         self.caches = caches  # the ones its sessions carry (kernel.db.caches_of); clear() after editing rows in SQL
         self.keys = KeyCache()
         self.limits = RateLimits(clock)
-        self.trust = TrustLimits.from_settings(settings)
         # First come, first served for database connections. SQLAlchemy's pool hands a freed
         # connection to whichever coroutine asks next, so under load some requests starve while
         # newcomers overtake them (seconds of tail latency); a semaphore the size of the pool,

@@ -176,7 +176,7 @@ async def add_party(
                                       "responsible": responsible is not None, "cadence": blank(cadence)})
     return await ctx.write(
         lambda: membership.add_party(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload,
-                                     now=ctx.now(), base_url=ctx.base_url, limits=ctx.rt.trust),
+                                     now=ctx.now(), base_url=ctx.base_url),
         done="party-added", then=case_url(ref),
     )
 
