@@ -180,8 +180,9 @@ class Statement:
             if connection is None:
                 # The transaction's first statement: through SQLAlchemy's connection, which begins
                 # the transaction, but as driver SQL (no compilation, no ORM session work).
-                result = await (await session.connection()).exec_driver_sql(sql, values)
-                await _remember_driver_connection(session)
+                connection = await session.connection()
+                result = await connection.exec_driver_sql(sql, values)
+                await _remember_driver_connection(session, connection)
                 return list(result.mappings()) if result.returns_rows else []
             try:
                 return list(await connection.fetch(sql, *values))
@@ -193,7 +194,7 @@ class Statement:
             result = await session.execute(clause, params)
         assert result is not None
         if asyncpg:
-            await _remember_driver_connection(session)
+            await _remember_driver_connection(session, await session.connection())
         return list(result.mappings()) if result.returns_rows else []
 
     async def first(self, session: AsyncSession, params: dict[str, Any]) -> Any | None:
@@ -244,9 +245,9 @@ def _begun_driver_connection(session: AsyncSession) -> Any | None:
     return None
 
 
-async def _remember_driver_connection(session: AsyncSession) -> None:
+async def _remember_driver_connection(session: AsyncSession, connection: Any) -> None:
     # PoolProxiedConnection.driver_connection: SQLAlchemy's documented way to the driver's own connection.
-    raw = await (await session.connection()).get_raw_connection()
+    raw = await connection.get_raw_connection()
     session.info[_DRIVER] = (session.sync_session.get_transaction(), raw.driver_connection)
 
 
@@ -268,7 +269,7 @@ def _translated(exc: Exception, sql: str, params: dict[str, Any]) -> Exception:
 
 def _needs_type(column: Any, *, result: bool) -> bool:
     """Columns whose values SQLAlchemy must convert on the text path: times both ways; booleans and
-    JSON only coming back (JSON goes in as text already, see ``row_values``)."""
+    JSON only coming back (JSON goes in as text already, see ``RowPlan.values``)."""
     kinds = (UTCDateTime, Boolean, JSON) if result else (UTCDateTime,)
     return isinstance(column.type, kinds)
 
@@ -298,32 +299,40 @@ def column_types(table: Any, *, prefix: str, columns: tuple[str, ...] | None = N
             if (columns is None or c.name in columns) and _needs_type(c, result=result)}
 
 
-def row_values(obj: Any, table: Any, *, prefix: str, columns: tuple[str, ...] | None = None,
-               exclude: tuple[str, ...] = ("id",)) -> dict[str, Any]:
-    """Prefixed parameters from an object's attributes; JSON columns as text (asyncpg takes JSON as text)."""
-    values = {}
-    for c in table.columns:
-        if (columns is not None and c.name not in columns) or (columns is None and c.name in exclude):
-            continue
-        value = getattr(obj, c.name)
-        if value is not None and isinstance(c.type, JSON):
-            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        values[f"{prefix}{c.name}"] = value
-    return values
+class RowPlan:
+    """Which columns of a table map to which prefixed parameters or result keys, worked out once.
 
+    ``values(obj)`` gives the parameters from an object's attributes (JSON columns as text:
+    asyncpg takes JSON as text); ``load(row)`` builds a detached instance with every planned
+    column set from a result row (JSON text decoded). Hot paths build their plans at import.
+    """
 
-def load_row(model: type[Any], row: Any, *, prefix: str) -> Any:
-    """A detached instance with every column set from a prefixed result row (JSON text decoded)."""
-    # As the ORM itself loads a row: a new instance with its state, values set in its __dict__
-    # (no attribute events), about a third of the cost of the constructor for a wide row.
-    mapper = model.__mapper__
-    if not mapper.configured:
-        configure_mappers()  # what the ORM does before its first query; attribute writes need it
-    instance = mapper.class_manager.new_instance()
-    values = instance.__dict__
-    for c in model.__table__.columns:
-        value = row[f"{prefix}{c.name}"]
-        if isinstance(value, str) and isinstance(c.type, JSON):
-            value = json.loads(value)
-        values[c.name] = value
-    return instance
+    def __init__(self, model: type[Any], *, prefix: str, columns: tuple[str, ...] | None = None,
+                 exclude: tuple[str, ...] = ()) -> None:
+        table = model.__table__
+        chosen = [c for c in table.columns
+                  if (c.name in columns if columns is not None else c.name not in exclude)]
+        self.model = model
+        self._fields = tuple((c.name, f"{prefix}{c.name}", isinstance(c.type, JSON)) for c in chosen)
+
+    def values(self, obj: Any) -> dict[str, Any]:
+        values = {}
+        for name, key, is_json in self._fields:
+            value = getattr(obj, name)
+            if is_json and value is not None:
+                value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            values[key] = value
+        return values
+
+    def load(self, row: Any) -> Any:
+        # As the ORM itself loads a row: a new instance with its state, values set in its __dict__
+        # (no attribute events), about a third of the cost of the constructor for a wide row.
+        mapper = self.model.__mapper__
+        if not mapper.configured:
+            configure_mappers()  # what the ORM does before its first query; attribute writes need it
+        instance = mapper.class_manager.new_instance()
+        values = instance.__dict__
+        for name, key, is_json in self._fields:
+            value = row[key]
+            values[name] = json.loads(value) if is_json and isinstance(value, str) else value
+        return instance

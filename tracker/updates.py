@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import Statement, column_types, insert_sql, load_row, row_values, select_list, update_sql
+from kernel.db import RowPlan, Statement, column_types, insert_sql, select_list, update_sql
 from kernel.errors import Conflict, Forbidden, Unprocessable
 from kernel.pagination import decode_cursor, encode_cursor
 from tracker import announce, parties, trust
@@ -190,6 +190,10 @@ _WRITE_ROUTINE_UPDATE = Statement(
     **column_types(_CASE, prefix="c_", columns=CASE_CHANGES),
     **column_types(_PARTY, prefix="p_", columns=PARTY_CHANGES),
 )
+_READ_CASE, _READ_PARTY = RowPlan(Case, prefix="c_"), RowPlan(Party, prefix="p_")
+_WRITE_EVENT = RowPlan(Event, prefix="e_", exclude=("id",))
+_WRITE_CASE = RowPlan(Case, prefix="c_", columns=(*CASE_CHANGES, "id"))
+_WRITE_PARTY = RowPlan(Party, prefix="p_", columns=(*PARTY_CHANGES, "id"))
 
 
 async def _post_routine_update(
@@ -203,7 +207,7 @@ async def _post_routine_update(
     if row is None:
         raise not_found(ref)
     # Detached objects with every column loaded: the same rules run on them, nothing is flushed from them.
-    case, party = load_row(Case, row, prefix="c_"), load_row(Party, row, prefix="p_")
+    case, party = _READ_CASE.load(row), _READ_PARTY.load(row)
     ctype = await case_type(session=session, code=case.type)
     update = _checked_update(case=case, party=party, ctype=ctype, principal=principal, payload=payload, now=now)
     if update.tells_customer or party.state != PartyState.ON_TRACK:
@@ -215,8 +219,6 @@ async def _post_routine_update(
         case.status = payload.status
     parties.spoke(party, now=now, promised=update.promised, rules=await partner_rules(session, party.partner_id))
     await _WRITE_ROUTINE_UPDATE.rows(session, {
-        **row_values(event, _EVENT, prefix="e_"),
-        **row_values(case, _CASE, prefix="c_", columns=(*CASE_CHANGES, "id")),
-        **row_values(party, _PARTY, prefix="p_", columns=(*PARTY_CHANGES, "id")),
+        **_WRITE_EVENT.values(event), **_WRITE_CASE.values(case), **_WRITE_PARTY.values(party),
     })
     return event_out(event)
