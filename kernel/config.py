@@ -78,8 +78,8 @@ class Settings(BaseSettings):
     partner_cases_per_hour: int = Field(default=500, ge=1, description="Cases one partner may open per hour.")
     partner_customer_messages_per_hour: int = Field(
         default=1000, ge=1, description="Customer-visible updates one partner may cause per hour.")
-    sms_countries: str = Field(
-        default="", description="Comma-separated ISO 3166 country codes SMS may go to (empty: any); "
+    sms_countries: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Comma-separated ISO 3166 country codes SMS may go to (empty: any); "
                                 "other numbers get email only, against SMS pumping.")
     signature_max_skew_seconds: int = 300
     signature_max_future_seconds: int = Field(
@@ -93,12 +93,17 @@ class Settings(BaseSettings):
         default="auto", description="Log lines as JSON or readable text; auto: text on a terminal, JSON otherwise.",
     )
 
-    @field_validator("webhook_allow_hosts", mode="before")
+    @field_validator("webhook_allow_hosts", "sms_countries", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(host.strip() for host in value.split(",") if host.strip())
+            return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    @field_validator("sms_countries")
+    @classmethod
+    def _countries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(code.upper() for code in value)
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -46,7 +46,7 @@ def _contact(case: Case, channel: str) -> str | None:
 
 def sms_country_allowed(phone: str, settings: Settings) -> bool:
     """Against SMS pumping: with ``BATON_SMS_COUNTRIES`` set, SMS go only to numbers of those countries."""
-    allowed = {c.strip().upper() for c in settings.sms_countries.split(",") if c.strip()}
+    allowed = settings.sms_countries
     if not allowed:
         return True
     try:
@@ -170,9 +170,9 @@ class CustomerRenderer:
             return Suppress(f"no {row.channel} contact, or the customer opted out")
         zone = ZoneInfo(case.customer_timezone)
         local = now.astimezone(zone)
-        if row.channel == "sms" and not sms_country_allowed(recipient, self.settings):
-            return Suppress("SMS to this number's country is not enabled (BATON_SMS_COUNTRIES)")
         if row.channel == "sms":
+            if not sms_country_allowed(recipient, self.settings):
+                return Suppress("SMS to this number's country is not enabled (BATON_SMS_COUNTRIES)")
             start, end = self.settings.quiet_window()
             if _in_quiet_hours(local, start, end):
                 return Defer(_next_local(local, end, zone), "quiet hours in the customer's time zone")

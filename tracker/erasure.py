@@ -69,7 +69,7 @@ async def erase_customer(*, session: AsyncSession, ref: str, actor: str, now: dt
     case.customer_channels = []
     case.satisfaction_comment = None
     case.title = redact.text(case.title)[:300]
-    case.resolution = redact.text(case.resolution) if case.resolution else case.resolution
+    case.resolution = redact.text(case.resolution)
     case.external_refs = redact.value(case.external_refs or {})
     case.erased_at = case.erased_at or now
 
@@ -87,7 +87,7 @@ async def erase_customer(*, session: AsyncSession, ref: str, actor: str, now: dt
             event.signature = kept
             signatures += 1
     for handoff in (await session.scalars(select(Handoff).where(Handoff.case_id == case.id))).all():
-        handoff.note = redact.text(handoff.note) if handoff.note else handoff.note
+        handoff.note = redact.text(handoff.note)
     for external in (await session.scalars(select(ExternalRef).where(ExternalRef.case_id == case.id))).all():
         external.value = redact.text(external.value)[:100]
 
@@ -125,10 +125,10 @@ async def _erase_notifications(session: AsyncSession, case: Case, redact: Redact
                 row.state, row.next_attempt_at = "suppressed", None
         else:
             row.subject = redact.text(row.subject)[:300] if row.subject else row.subject
-            row.body_text = redact.text(row.body_text) if row.body_text else row.body_text
-            row.body_html = redact.text(row.body_html) if row.body_html else row.body_html
+            row.body_text = redact.text(row.body_text)
+            row.body_html = redact.text(row.body_html)
             row.payload = _customer_words_out(row.kind, redact.value(row.payload)) if row.payload else row.payload
-            row.last_error = redact.text(row.last_error) if row.last_error else row.last_error
+            row.last_error = redact.text(row.last_error)
         if (row.recipient, row.subject, row.body_text, row.body_html, row.payload, row.last_error, row.state) != before:
             row.updated_at = now
             changed += 1

@@ -149,12 +149,9 @@ async def patch_party(
     if payload.cadence is not None:
         party.cadence_seconds = int(payload.cadence.total_seconds())
     if payload.released:
-        party.released_at = now
-        party.responsible = False
         parties.release(party, now=now)
     elif payload.released is False and party.state == PartyState.RELEASED:
         # Staff bring a party back; a partner can only invite it back (it may have declined).
-        party.released_at = None
         parties.restore(party, by_staff=principal.is_staff)
     if payload.responsible is not None:
         if payload.responsible and party.state == PartyState.RELEASED:

@@ -113,11 +113,9 @@ def restore(party: Party, *, by_staff: bool) -> None:
     party.state = PartyState.ON_TRACK if by_staff else PartyState.INVITED
 
 
-def back_on_track(party: Party) -> PartyState:
-    """late | escalated → on_track (it spoke, or was relieved of the watch); what it was."""
-    was = PartyState(party.state)
+def back_on_track(party: Party) -> None:
+    """late | escalated → on_track (it spoke, or was relieved of the watch)."""
     _clear_overdue(party)
-    return was
 
 
 def mark_late(

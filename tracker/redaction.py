@@ -113,8 +113,8 @@ class Redactor:
                         spans.append((start, run.start() + groups[j].end()))
         return spans
 
-    def text(self, value: str) -> str:
-        """``value`` with every mention of the customer replaced by ``[erased]``."""
+    def text(self, value: str | None) -> str | None:
+        """``value`` with every mention of the customer replaced by ``[erased]`` (None and "" as they are)."""
         if not value:
             return value
         folded, origin = fold(value)

@@ -18,7 +18,7 @@ time, and two workers never flag a party twice.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -78,6 +78,10 @@ class SweepResult:
     deadlines: int = 0
     visited: int = 0
     touched_cases: set[int] = field(default_factory=set)
+
+    def counts(self) -> dict[str, int]:
+        """What the sweep did, by kind: the watchdog metric's labels."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("visited", "touched_cases")}
 
     def total(self) -> int:
         return self.late + self.escalated + self.handoffs_flagged + self.deadlines

@@ -29,7 +29,6 @@ from kernel.db import make_engine, make_sessionmaker
 from kernel.metrics import WATCHDOG
 from tracker.models import IdempotencyRecord
 from tracker.sms_inbound import purge_inbound_messages
-from tracker.parties import PartyState
 from tracker.watchdog import Watchdog, WatchdogConfig
 
 log = logging.getLogger("baton.worker")
@@ -109,14 +108,14 @@ class Worker:
 
     async def run_round(self) -> RoundResult:
         """One round of everything: the webhook lane beside the rest, never in front of it."""
-        main, webhooks = await asyncio.gather(self._main_round(), self.webhooks.drain(max_batches=50))
-        return RoundResult(flagged=main.flagged, sent=main.sent + webhooks, purged=main.purged)
+        main, webhooks = await asyncio.gather(self._main_round(), self._webhook_round())
+        return RoundResult(flagged=main.flagged, sent=main.sent + webhooks.sent, purged=main.purged)
 
     async def _main_round(self) -> RoundResult:
         sweep = await self.watchdog.sweep()
-        for kind in (PartyState.LATE, PartyState.ESCALATED, "handoffs_flagged", "deadlines"):
-            if getattr(sweep, kind):
-                WATCHDOG.labels(kind).inc(getattr(sweep, kind))
+        for kind, count in sweep.counts().items():
+            if count:
+                WATCHDOG.labels(kind).inc(count)
         sent = await self.dispatcher.drain(max_batches=50)
         async with self.sessionmaker() as session:
             purged = await housekeeping(session, self.clock.now())

@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from kernel.config import Settings, get_settings
 from kernel.db import make_engine, make_sessionmaker
 from kernel.errors import BadRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
 from tracker.web import api, console, health, hooks, problems, proxies, status_pages
+from tracker.web.problems import send_problem
 from tracker.web.deps import Runtime
 from tracker.worker import Worker
 
@@ -82,26 +82,17 @@ def create_app(
     app.include_router(status_pages.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=body_limit_overrides(settings))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(proxies.HostAllowlistMiddleware, settings=settings)  # outside the body limit: refused unread
     app.add_middleware(SecurityHeadersMiddleware, https=(settings.public_base_url or "").startswith("https://"))
     app.add_middleware(ObservabilityMiddleware)
     return app
 
 
-def body_limit_overrides(settings: Settings) -> dict[str, int]:
-    """Path prefixes whose bodies may exceed ``settings.max_body_bytes``; the one place to add them.
-
-    ``{name}`` in a prefix stands for one path segment (``/v1/cases/{ref}/attachments``); the
-    longest matching prefix wins. None yet: every route takes the default limit.
-    """
-    return {}
-
-
 class BodyLimitMiddleware:
     """Read request bodies whole (they are small) before the app sees them, whatever the method.
 
-    1. A declared Content-Length over the path's limit is refused before anything is read.
+    1. A declared Content-Length over the limit is refused before anything is read.
     2. The JSON API takes only JSON bodies (415 otherwise).
     3. The body is read up to the limit (413 past it, chunked or not), then replayed to the app.
        This runs before authentication, so a GET with fake signature headers and a huge body
@@ -112,37 +103,30 @@ class BodyLimitMiddleware:
        so a signed body could be read one way by Baton and another way by a partner.
     """
 
-    def __init__(self, app: Any, *, max_bytes: int, overrides: Mapping[str, int] | None = None) -> None:
+    def __init__(self, app: Any, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.overrides = sorted(
-            ((_prefix_pattern(prefix), limit) for prefix, limit in (overrides or {}).items()),
-            key=lambda item: len(item[0].pattern), reverse=True,
-        )
-
-    def limit_for(self, path: str) -> int:
-        return next((limit for pattern, limit in self.overrides if pattern.match(path)), self.max_bytes)
+        self.too_large = PayloadTooLarge(f"The body is over {max_bytes // 1024} KiB.")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
-            await _send_problem(send, BadRequest("NUL characters are not allowed in URLs."))
+            await send_problem(send, BadRequest("NUL characters are not allowed in URLs."))
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        max_bytes = self.limit_for(scope["path"])
-        too_large = PayloadTooLarge(f"The body is over {max_bytes // 1024} KiB.")
+        max_bytes, too_large = self.max_bytes, self.too_large
         length = headers.get("content-length")
         declared = int(length) if length and length.isdigit() else None
         if declared is not None and declared > max_bytes:
-            await _send_problem(send, too_large)
+            await send_problem(send, too_large)
             return
         has_body = (declared or 0) > 0 or (declared is None and "transfer-encoding" in headers)
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if has_body and scope["path"].startswith("/v1/"):
             if ctype != "application/json" and not ctype.endswith("+json"):
-                await _send_problem(send, UnsupportedMediaType("Send the body as application/json."))
+                await send_problem(send, UnsupportedMediaType("Send the body as application/json."))
                 return
         chunks: list[bytes] = []
         size = 0
@@ -153,7 +137,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_bytes:
-                await _send_problem(send, too_large)
+                await send_problem(send, too_large)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -161,13 +145,13 @@ class BodyLimitMiddleware:
         body = b"".join(chunks)
         form = headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
         if b"\\u0000" in body or b"\x00" in body or (form and b"%00" in body):
-            await _send_problem(send, BadRequest("NUL characters are not allowed in the body."))
+            await send_problem(send, BadRequest("NUL characters are not allowed in the body."))
             return
         if body and (ctype in ("", "application/json") or ctype.endswith("+json")):  # what FastAPI parses as JSON
             repeated = _repeated_key(body)
             if repeated is not None:
                 name = f" {repeated!r}" if len(repeated) <= 64 else ""
-                await _send_problem(send, MalformedJSON(f"A JSON object in the body repeats the key{name}."))
+                await send_problem(send, MalformedJSON(f"A JSON object in the body repeats the key{name}."))
                 return
         replayed = False
 
@@ -259,11 +243,6 @@ class ObservabilityMiddleware:
             logs.request_id.reset(token)
 
 
-def _prefix_pattern(prefix: str) -> re.Pattern[str]:
-    parts = re.split(r"(\{[^/{}]+\})", prefix)
-    return re.compile("".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts))
-
-
 class _RepeatedKey(Exception):
     def __init__(self, key: str) -> None:
         self.key = key
@@ -286,15 +265,3 @@ def _repeated_key(body: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None  # malformed JSON: the route's own parsing answers it
     return None
-
-
-async def _send_problem(send: Any, error: Any) -> None:
-    body = json.dumps(error.problem()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

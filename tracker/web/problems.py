@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 from typing import Any
 
@@ -77,3 +79,12 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, _route(request))
         return problem_response(BatonError("An unexpected error occurred; it has been logged."))
+
+
+async def send_problem(send: Any, error: BatonError) -> None:
+    """Answer from an ASGI middleware, before the app (and its exception handlers) ever runs."""
+    body = json.dumps(error.problem()).encode()
+    await send({"type": "http.response.start", "status": error.status,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from fastapi import Request
 
 from kernel.config import Settings
 from kernel.errors import BadRequest
+from tracker.web.problems import send_problem
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Load balancers probe these by address, with whatever Host they like; they reveal nothing.
@@ -103,11 +103,6 @@ class HostAllowlistMiddleware:
             return
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         if _host_name(host) not in self.hosts:
-            error = BadRequest("This server does not answer for that Host; use its public address.")
-            body = json.dumps(error.problem()).encode()
-            await send({"type": "http.response.start", "status": error.status,
-                        "headers": [(b"content-type", b"application/problem+json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_problem(send, BadRequest("This server does not answer for that Host; use its public address."))
             return
         await self.app(scope, receive, send)
