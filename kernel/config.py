@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 20
+    group_commit: bool = Field(
+        default=True, description="Concurrent signed updates of one process share one transaction (tracker.groupcommit).",
+    )
+    group_commit_max: int = Field(default=64, ge=1, le=1024, description="At most this many updates per transaction.")
+    group_commit_lanes: int = Field(
+        default=1, ge=1, le=8, description="Transactions group commit may have open at once, per process.",
+    )
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="Log lines as JSON or readable text; auto: text on a terminal, JSON otherwise.",

@@ -292,11 +292,38 @@ def update_sql(table: Any, columns: tuple[str, ...], *, prefix: str, key: str = 
     return f"UPDATE {table.name} SET {sets} WHERE {key} = :{prefix}{key}"
 
 
+# Many rows in one statement (group commit, ``tracker.groupcommit``): on PostgreSQL the rows travel as
+# one JSON array and ``json_populate_recordset`` turns it into rows of the table's own type, so
+# every column is converted by PostgreSQL with the column's type, and one statement writes them all.
+
+
+def insert_json_sql(table: Any, *, param: str, exclude: tuple[str, ...] = ("id",)) -> str:
+    names = ", ".join(c.name for c in table.columns if c.name not in exclude)
+    return (f"INSERT INTO {table.name} ({names}) SELECT {names} "
+            f"FROM json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json))")
+
+
+def update_json_sql(table: Any, columns: tuple[str, ...], *, param: str, key: str = "id") -> str:
+    for name in (*columns, key):
+        table.columns[name]  # KeyError for a column the table does not have
+    sets = ", ".join(f"{n} = r.{n}" for n in columns)
+    return (f"UPDATE {table.name} AS t SET {sets} "
+            f"FROM json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r WHERE t.{key} = r.{key}")
+
+
 def column_types(table: Any, *, prefix: str, columns: tuple[str, ...] | None = None,
                  result: bool = False) -> dict[str, Any]:
     """``Statement`` types for the prefixed parameters (or, ``result=True``, result columns) that need conversion."""
     return {f"{prefix}{c.name}": c.type for c in table.columns
             if (columns is None or c.name in columns) and _needs_type(c, result=result)}
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class RowPlan:
@@ -323,6 +350,12 @@ class RowPlan:
                 value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
             values[key] = value
         return values
+
+    def records(self, objs: Any) -> str:
+        """The planned columns of ``objs`` as one JSON array of objects named by column, for
+        ``insert_json_sql`` / ``update_json_sql`` (times as ISO 8601, JSON columns nested)."""
+        rows = [{name: getattr(obj, name) for name, _, _ in self._fields} for obj in objs]
+        return json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=_iso)
 
     def load(self, row: Any) -> Any:
         # As the ORM itself loads a row: a new instance with its state, values set in its __dict__

@@ -27,6 +27,10 @@ DELIVERIES = Counter(
     "baton_deliveries_total", "Outbox delivery attempts by channel and outcome.", ["channel", "outcome"],
     registry=REGISTRY,
 )
+WRITE_BATCH = Histogram(
+    "baton_write_batch_size", "Signed updates committed together by group commit, per transaction.",
+    registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 OUTBOX_DEPTH = Gauge("baton_outbox_depth", "Outbox rows waiting, by channel.", ["channel"], registry=REGISTRY)
 OUTBOX_AGE = Gauge(
     "baton_outbox_oldest_seconds", "Age of the oldest waiting outbox row, by channel.", ["channel"],

@@ -15,10 +15,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from kernel.clock import Clock
@@ -38,6 +41,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class Runtime(Protocol):
     """What admission needs of the app's runtime."""
 
+    sessionmaker: async_sessionmaker[AsyncSession]
+    gate: AbstractAsyncContextManager[Any]
     settings: Settings
     clock: Clock
     keys: KeyCache
@@ -60,8 +65,21 @@ class Admission:
     claim: Claim | None = None  # the Idempotency-Key's lock and stored response, when taken here
 
 
-async def admit_partner(*, request: Request, session: AsyncSession, rt: Runtime) -> Admission:
-    """Steps 1-5 above for one signed request; 401 (or 429) when it may not be admitted."""
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A signed request whose signature verified (steps 1-3); its nonce is not spent yet."""
+
+    principal: Principal
+    nonce: SpentNonce
+    write: bool
+
+
+async def verify_partner(*, request: Request, rt: Runtime, session: AsyncSession | None = None) -> Verified:
+    """Steps 1-3 for one signed request: 401 (or 429) unless its signature verifies.
+
+    Needs the database only for key material it has not cached: through ``session`` when
+    given, else through a short session of its own (behind the runtime's connection gate).
+    """
     headers = request.headers
     signed = parse_signature_headers(headers)
     limit, at = rt.limits.partner_requests, rt.limits.now()
@@ -69,7 +87,11 @@ async def admit_partner(*, request: Request, session: AsyncSession, rt: Runtime)
     body = await request.body()
     material = rt.keys.material(signed.keyid)
     if material is None:
-        material = await partner_service.key_material(session=session, keyid=signed.keyid)
+        if session is not None:
+            material = await partner_service.key_material(session=session, keyid=signed.keyid)
+        else:
+            async with rt.gate, rt.sessionmaker() as own:
+                material = await partner_service.key_material(session=own, keyid=signed.keyid)
         if material is None:
             raise Unauthorized(f"Unknown or revoked key id {signed.keyid!r}.")
         rt.keys.remember(material)
@@ -84,8 +106,20 @@ async def admit_partner(*, request: Request, session: AsyncSession, rt: Runtime)
     principal = Principal(kind="partner", name=material.partner_id, partner_id=material.partner_id,
                           signature=verified.record(body) if write else None)
     nonce = SpentNonce(signed.keyid, signed.nonce, now + dt.timedelta(seconds=2 * rt.settings.signature_max_skew_seconds))
+    return Verified(principal=principal, nonce=nonce, write=write)
+
+
+async def admit_partner(*, request: Request, session: AsyncSession, rt: Runtime) -> Admission:
+    """Steps 1-5 above for one signed request; 401 (or 429) when it may not be admitted."""
+    return await spend(request=request, session=session, verified=await verify_partner(request=request, rt=rt,
+                                                                                          session=session))
+
+
+async def spend(*, request: Request, session: AsyncSession, verified: Verified) -> Admission:
+    """Steps 4-5 for a verified request, in ``session``'s transaction."""
+    principal, nonce, write = verified.principal, verified.nonce, verified.write
     params = {"keyid": nonce.keyid, "nonce": nonce.nonce, "expires_at": nonce.expires_at}
-    key = headers.get("idempotency-key")
+    key = request.headers.get("idempotency-key")
     claim = None
     if write and key is not None and idempotency.valid_key(key) and _postgres(session):
         scope = principal.idempotency_scope
@@ -96,13 +130,53 @@ async def admit_partner(*, request: Request, session: AsyncSession, rt: Runtime)
     else:
         fresh = await partner_service.consume_nonce(session=session, **params)
     if not fresh:
-        if not await partner_service.key_is_active(session=session, keyid=signed.keyid):
-            raise Unauthorized(f"Unknown or revoked key id {signed.keyid!r}.")
-        raise Unauthorized("This nonce was already used with this key (replayed request).")
+        if not await partner_service.key_is_active(session=session, keyid=nonce.keyid):
+            raise Unauthorized(f"Unknown or revoked key id {nonce.keyid!r}.")
+        raise replayed()
     if not write:
         await session.commit()  # a read keeps its nonce now; a write keeps it with its effects
         return Admission(principal=principal)
     return Admission(principal=principal, nonce=nonce, claim=claim)
+
+
+def replayed() -> Unauthorized:
+    return Unauthorized("This nonce was already used with this key (replayed request).")
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What spending one of many nonces found (``spend_many``)."""
+
+    fresh: bool  # the nonce was new and its key active: the request is admitted
+    active: bool  # the key is active (a stale nonce is then a replay, else the key was revoked)
+    claim: Claim | None  # the Idempotency-Key's lock and stored response, for a request with one
+
+
+def refused(spent: Spent, keyid: str) -> Unauthorized:
+    """Why a nonce that was not fresh refuses its request."""
+    return replayed() if spent.active else Unauthorized(f"Unknown or revoked key id {keyid!r}.")
+
+
+async def spend_many(session: AsyncSession, entries: Sequence[tuple[SpentNonce, str, str | None]]) -> list[Spent]:
+    """Step 4 for many verified writes in one transaction (group commit): (nonce, idempotency
+    scope, Idempotency-Key or None) each, answered in order. The caller makes sure no nonce
+    appears twice among ``entries`` (the second would be a replay of the first)."""
+    if _postgres(session):
+        rows = await _ADMIT_MANY_PG.rows(session, {"entries": json.dumps([
+            {"ord": i, "keyid": n.keyid, "nonce": n.nonce, "expires_at": n.expires_at.isoformat(),
+             "principal": scope, "key": key, "lock": idempotency.lock_id(scope, key) if key is not None else None}
+            for i, (n, scope, key) in enumerate(entries)], separators=(",", ":"))})
+        return [Spent(fresh=bool(row["fresh"]), active=bool(row["active"]),
+                      claim=Claim.of(row) if key is not None else None)
+                for row, (_, _, key) in zip(rows, entries, strict=True)]
+    spent = []
+    for nonce, scope, key in entries:
+        fresh = await partner_service.consume_nonce(session=session, keyid=nonce.keyid, nonce=nonce.nonce,
+                                                    expires_at=nonce.expires_at)
+        active = fresh or await partner_service.key_is_active(session=session, keyid=nonce.keyid)
+        claim = await idempotency.lookup(session, scope, key) if key is not None else None
+        spent.append(Spent(fresh=fresh, active=active, claim=claim))
+    return spent
 
 
 async def keep_nonce(*, session: AsyncSession, admission: Admission | None) -> None:
@@ -135,6 +209,22 @@ def target_uri(request: Request, settings: Settings) -> str:
 _ADMIT_PG = Statement(
     f"WITH nonce AS ({partner_service.CONSUME_NONCE_PG}) "
     f"SELECT EXISTS (SELECT 1 FROM nonce) AS fresh, claim.* FROM ({idempotency.CLAIM_PG}) AS claim"
+)
+
+
+# Step 4 for many writes at once: each nonce spent while its key is active, each Idempotency-Key's
+# lock tried and its stored response read, one row per entry in the entries' order.
+_ADMIT_MANY_PG = Statement(
+    "WITH input AS (SELECT * FROM json_to_recordset(CAST(:entries AS json)) AS i(ord int, keyid text, "
+    "nonce text, expires_at timestamptz, principal text, key text, lock bigint)), "
+    "nonce AS (INSERT INTO signature_nonces (keyid, nonce, expires_at) SELECT i.keyid, i.nonce, i.expires_at "
+    "FROM input AS i WHERE EXISTS (SELECT 1 FROM partner_keys AS k WHERE k.keyid = i.keyid AND k.active) "
+    "ON CONFLICT DO NOTHING RETURNING keyid, nonce) "
+    "SELECT i.ord, EXISTS (SELECT 1 FROM nonce AS n WHERE n.keyid = i.keyid AND n.nonce = i.nonce) AS fresh, "
+    "EXISTS (SELECT 1 FROM partner_keys AS k WHERE k.keyid = i.keyid AND k.active) AS active, "
+    "CASE WHEN i.key IS NULL THEN true ELSE pg_try_advisory_xact_lock(i.lock) END AS locked, "
+    "r.request_digest, r.status_code, r.response_body FROM input AS i "
+    'LEFT JOIN idempotency_records AS r ON r.principal = i.principal AND r."key" = i.key ORDER BY i.ord'
 )
 
 

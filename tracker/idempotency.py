@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import Statement, UTCDateTime
+from kernel.db import RowPlan, Statement, UTCDateTime, insert_json_sql
 from kernel.errors import Conflict, IdempotencyMismatch, Unprocessable
+from tracker.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
 _LOOKUP = Statement(
@@ -37,6 +38,60 @@ _STORE = Statement(
     created_at=UTCDateTime(),
 )
 _in_flight: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A response kept with its effects: one row of ``idempotency_records``."""
+
+    principal: str
+    key: str
+    request_digest: str
+    status_code: int
+    response_body: str
+    created_at: dt.datetime
+
+
+_RECORDS = RowPlan(IdempotencyRecord, prefix="", exclude=("id",))
+# Many responses in one statement (group commit writes them with its events: tracker.routine).
+INSERT_JSON = insert_json_sql(IdempotencyRecord.__table__, param="records")
+
+
+def records_json(stored: Any) -> str:
+    return _RECORDS.records(stored)
+
+
+async def store_one(session: AsyncSession, response: StoredResponse) -> None:
+    await _STORE.rows(session, {"principal": response.principal, "key": response.key,
+                                "request_digest": response.request_digest, "status_code": response.status_code,
+                                "response_body": response.response_body, "created_at": response.created_at})
+
+
+async def lookup(session: AsyncSession, principal: str, key: str) -> Claim:
+    """The stored response for a key, if any (SQLite: the single writer needs no lock)."""
+    row = await _LOOKUP.first(session, {"principal": principal, "key": key})
+    return Claim.of(row, locked=True) if row is not None else Claim(True, None, None, None)
+
+
+def still_in_flight() -> Conflict:
+    return Conflict("A request with this Idempotency-Key is still in flight; retry later.")
+
+
+def different_request() -> IdempotencyMismatch:
+    return IdempotencyMismatch("This Idempotency-Key was used with a different request.")
+
+
+def hold(principal: str, key: str) -> bool:
+    """Mark a key in flight in this process; False when a twin already is (answer 409)."""
+    token = (principal, key)
+    if token in _in_flight:
+        return False
+    _in_flight.add(token)
+    return True
+
+
+def release(principal: str, key: str) -> None:
+    _in_flight.discard((principal, key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +145,7 @@ class IdempotencyGuard:
 
     async def __aenter__(self) -> Replay | None:
         if self._token in _in_flight:
-            raise Conflict("A request with this Idempotency-Key is still in flight; retry later.")
+            raise still_in_flight()
         _in_flight.add(self._token)
         try:
             row = await self._claim()
@@ -101,7 +156,7 @@ class IdempotencyGuard:
             return None
         if row.request_digest != self.digest:
             _in_flight.discard(self._token)
-            raise IdempotencyMismatch("This Idempotency-Key was used with a different request.")
+            raise different_request()
         assert row.status_code is not None and row.response_body is not None
         return Replay(status_code=row.status_code, body=row.response_body.encode())
 
@@ -121,17 +176,17 @@ class IdempotencyGuard:
                 assert row is not None  # the statement always answers one row
                 claim = Claim.of(row)
             if not claim.locked:
-                raise Conflict("A request with this Idempotency-Key is still in flight; retry later.")
+                raise still_in_flight()
             return claim if claim.request_digest is not None else None
         row = await _LOOKUP.first(self.session, params)
         return Claim.of(row, locked=True) if row is not None else None
 
     async def store(self, *, status_code: int, body: bytes, now: dt.datetime) -> None:
         """Keep the response with the effects, in their transaction."""
-        values = {"principal": self.principal, "key": self.key, "request_digest": self.digest,
-                  "status_code": status_code, "response_body": body.decode(), "created_at": now}
+        response = StoredResponse(principal=self.principal, key=self.key, request_digest=self.digest,
+                                  status_code=status_code, response_body=body.decode(), created_at=now)
         try:
-            await _STORE.rows(self.session, values)
+            await store_one(self.session, response)
         except IntegrityError as exc:
             if "idempotency_records" not in str(exc.orig):
                 raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from partners import service as partners
 from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut
@@ -31,7 +31,9 @@ from tracker.schemas import (
     Problem,
     StatusLinkOut,
 )
+from tracker.admission import Verified
 from tracker.web.deps import Ctx, caller
+from tracker.web.updates import post_event, signed_write
 
 _problem = {"model": Problem, "content": {"application/problem+json": {}}}
 PROBLEMS = {400: _problem, 401: _problem, 403: _problem, 404: _problem, 409: _problem, 413: _problem,
@@ -161,12 +163,11 @@ async def list_case_events(
 @router.post(
     "/cases/{ref}/events", status_code=201, response_model=EventOut, openapi_extra=IDEMPOTENCY, tags=["events"]
 )
-async def post_case_event(ref: str, payload: EventIn, ctx: Ctx = Depends(caller)) -> Response:
+async def post_case_event(
+    ref: str, payload: EventIn, request: Request, verified: Verified | None = Depends(signed_write)
+) -> Response:
     """Post a status update or note. A partner's update puts its party back on track."""
-    return await ctx.write(
-        lambda: updates.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now()),
-        status_code=201,
-    )
+    return await post_event(request=request, ref=ref, payload=payload, verified=verified)
 
 
 @router.post(

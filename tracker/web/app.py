@@ -54,6 +54,8 @@ def create_app(
             worker = Worker(sessionmaker=app.state.runtime.sessionmaker, clock=clock, settings=settings)
             background = asyncio.create_task(worker.run_forever(interval=2.0))
         yield
+        if app.state.runtime.group_commit is not None:
+            await app.state.runtime.group_commit.close()  # open batches commit and answer
         if background is not None and worker is not None:
             background.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from partners.signatures import KeyCache
@@ -20,7 +17,9 @@ from kernel.caches import Caches
 from kernel.clock import Clock
 from kernel.config import Settings
 from kernel.errors import Unauthorized
-from tracker.admission import Admission, admit_partner, keep_nonce
+from kernel.rendering import render_json
+from tracker.admission import Admission, Verified, admit_partner, keep_nonce, spend
+from tracker.groupcommit import GroupCommit
 from tracker.idempotency import IdempotencyGuard, request_digest
 from tracker.principals import authenticate_staff
 from tracker.ratelimit import RateLimits
@@ -46,6 +45,10 @@ class Runtime:
         self.gate: AbstractAsyncContextManager[Any] = (
             contextlib.nullcontext() if settings.is_sqlite else asyncio.Semaphore(settings.db_pool_size)
         )
+        self.group_commit = GroupCommit(
+            sessionmaker=sessionmaker, gate=self.gate, max_batch=settings.group_commit_max,
+            lanes=settings.group_commit_lanes,
+        ) if settings.group_commit else None
 
 
 def runtime(request: Request) -> Runtime:
@@ -54,6 +57,13 @@ def runtime(request: Request) -> Runtime:
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Routes commit explicitly before they answer a write."""
+    async with open_session(request) as session:
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def open_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """``db_session`` for code that opens it itself: rolled back on error, a failed write's nonce kept."""
     rt = runtime(request)
     async with rt.gate, rt.sessionmaker() as session:
         try:
@@ -89,9 +99,9 @@ class Ctx:
         """Run a write under the Idempotency-Key rules, commit it, and answer with its result."""
         key = self.request.headers.get("idempotency-key")
         if key is None:
-            body = _render(await produce())
+            body = render_json(await produce())
             await self.session.commit()
-            return _json(body, status_code)
+            return json_response(body, status_code)
         raw = await self.request.body()
         guard = IdempotencyGuard(
             session=self.session,
@@ -103,47 +113,47 @@ class Ctx:
         async with guard as replay:
             if replay is not None:
                 await self.session.commit()  # keeps the nonce of this (new) signed request
-                return _json(replay.body, replay.status_code, replayed=True)
-            body = _render(await produce())
+                return json_response(replay.body, replay.status_code, replayed=True)
+            body = render_json(await produce())
             await guard.store(status_code=status_code, body=body, now=self.now())
             await self.session.commit()
-        return _json(body, status_code)
+        return json_response(body, status_code)
 
 
-def _render(result: Any) -> bytes:
-    if isinstance(result, BaseModel):
-        return result.model_dump_json(by_alias=True).encode()
-    return json.dumps(_plain(result), separators=(",", ":")).encode()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dt.datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", by_alias=True)
-    return value
-
-
-def _json(body: bytes, status_code: int, *, replayed: bool = False) -> Response:
+def json_response(body: bytes, status_code: int, *, replayed: bool = False) -> Response:
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
+def is_signed(request: Request) -> bool:
+    return "signature-input" in request.headers or "signature" in request.headers
+
+
 async def caller(request: Request, session: AsyncSession = Depends(db_session)) -> Ctx:
     """Authenticate the caller: a signed partner request or a staff bearer token."""
+    return await authenticate(request, session)
+
+
+async def authenticate(
+    request: Request, session: AsyncSession, *, verified: Verified | None = None, spent: bool = False
+) -> Ctx:
+    """``caller`` for a session opened by the route; ``verified``: a signature checked already
+    (``spent``: its nonce too, by group commit)."""
     rt = runtime(request)
-    headers = request.headers
-    if "signature-input" in headers or "signature" in headers:
+    if verified is None and is_signed(request):
         admission = await admit_partner(request=request, session=session, rt=rt)
-        request.state.admission = admission  # for db_session, which keeps a failed write's nonce
-        return Ctx(request=request, session=session, admission=admission, rt=rt)
-    auth = headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
+    elif verified is not None:
+        admission = (Admission(principal=verified.principal) if spent
+                     else await spend(request=request, session=session, verified=verified))
+    else:
+        return Ctx(request=request, session=session, admission=await _staff(request, session, rt), rt=rt)
+    request.state.admission = admission  # for db_session, which keeps a failed write's nonce
+    return Ctx(request=request, session=session, admission=admission, rt=rt)
+
+
+async def _staff(request: Request, session: AsyncSession, rt: Runtime) -> Admission:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Sign the request (RFC 9421) as a partner, or send a staff Bearer token.")
     principal = await authenticate_staff(session=session, token=token.strip(), admin_token=rt.settings.admin_token)
-    return Ctx(request=request, session=session, admission=Admission(principal=principal), rt=rt)
+    return Admission(principal=principal)

@@ -49,7 +49,12 @@ def install(app: FastAPI) -> None:
         return problem_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        refused = getattr(request.state, "on_refused", None)
+        if refused is not None:  # a signed write refused for its body: its nonce is spent first (tracker.web.updates)
+            replay = await refused()
+            if replay is not None:
+                return problem_response(replay)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = errors[0].get("ctx") or {}

@@ -1,0 +1,197 @@
+"""The routine update: a partner whose party is on track posts, and the customer is not told.
+
+Most traffic is this, so it skips the ORM's unit of work: one statement locks and reads the case
+and party rows whole, the shared rules (``tracker.update_rules``, ``tracker.parties``) run on
+those rows in memory, one statement writes the events, cases and parties. The same three steps
+serve one update (``tracker.updates.post_update``) and a batch of concurrent ones in one
+transaction (``tracker.groupcommit``):
+
+1. ``lock``: every case the batch names, locked in id order (``FOR UPDATE`` on PostgreSQL; on
+   SQLite the transaction's ``BEGIN IMMEDIATE`` is the lock), with the posting partners' parties.
+2. ``apply``: one update, in arrival order. Two updates of one case chain one after the other
+   on the same in-memory rows. An update the case refuses raises and changes nothing; one that
+   is not routine (the customer is told; a late, invited or released party) answers None, and
+   every later update of that case in the batch waits for the general path too, so that each
+   sees the one before it.
+3. ``write``: the final state of each touched case and party and every new event, one statement
+   each (one statement in all on PostgreSQL, the rows as JSON); stored idempotent responses ride along.
+
+The SQL is built from the table definitions (``kernel.db``), never from a second column list;
+``tests/tracker/test_write_path.py`` proves that this path and the ORM path store the same rows,
+one update at a time and in batches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernel.db import (RowPlan, Statement, column_types, insert_json_sql, insert_sql, select_list,
+                       update_json_sql, update_sql)
+from tracker import idempotency, parties
+from tracker.access import not_found, signature_of
+from tracker.casetypes import case_type
+from tracker.models import Case, Event, Party
+from tracker.parties import PartyState
+from tracker.principals import Principal
+from tracker.refs import parse_ref
+from tracker.schemas import EventIn
+from tracker.timeline import event_out, new_event
+from tracker.update_rules import checked_update
+from tracker.watchdog import partner_rules
+
+_CASE, _PARTY, _EVENT = Case.__table__, Party.__table__, Event.__table__
+# What a routine update changes, besides inserting its event.
+CASE_CHANGES = ("status", "last_seq", "last_hash", "updated_at")
+PARTY_CHANGES = ("last_update_at", "promised_by", "next_update_due", "watch_at")
+
+
+@dataclass(frozen=True, slots=True)
+class RoutineUpdate:
+    """One update as its caller sent it."""
+
+    principal: Principal
+    ref: str
+    payload: EventIn
+    now: dt.datetime
+
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        """(normalized reference, partner), or None for a reference that names no case."""
+        parsed = parse_ref(self.ref)
+        if parsed is None or not parsed.valid or self.principal.partner_id is None:
+            return None
+        return parsed.ref, self.principal.partner_id
+
+
+class Locked:
+    """The rows one transaction holds locked, and what the updates applied so far changed."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], tuple[Case, Party]] = {}
+        self._cases: dict[int, Case] = {}
+        self.events: list[Event] = []
+        self.changed_cases: dict[int, Case] = {}
+        self.changed_parties: dict[int, Party] = {}
+        self.held: set[int] = set()  # cases whose later updates in this batch take the general path
+
+    def add(self, row: Any) -> None:
+        case = _READ_CASE.load(row)
+        case = self._cases.setdefault(case.id, case)  # one object per case, however many parties post
+        party = _READ_PARTY.load(row)
+        self._rows[(case.ref, party.partner_id)] = (case, party)
+
+    def find(self, pair: tuple[str, str] | None) -> tuple[Case, Party] | None:
+        return self._rows.get(pair) if pair is not None else None
+
+
+async def lock(session: AsyncSession, updates: Sequence[RoutineUpdate]) -> Locked:
+    """Step 1: lock and read the case and party rows the updates name."""
+    pairs = sorted({pair for u in updates if (pair := u.pair) is not None})
+    locked = Locked()
+    if not pairs:
+        return locked
+    if _is_postgres(session):
+        rows = await _LOCK_MANY_PG.rows(session, {"pairs": _pairs_json(pairs)})
+    else:
+        rows = [row for ref, partner in pairs
+                if (row := await _LOCK_ONE.first(session, {"ref": ref, "partner": partner})) is not None]
+    for row in rows:
+        locked.add(row)
+    return locked
+
+
+async def apply(session: AsyncSession, locked: Locked, update: RoutineUpdate) -> dict[str, Any] | None:
+    """Step 2 for one update: its answer, or None when it is not routine (nothing changed)."""
+    found = locked.find(update.pair)
+    if found is None:
+        raise not_found(update.ref)
+    case, party = found
+    if case.id in locked.held:
+        return None
+    ctype = await case_type(session=session, code=case.type)
+    checked = checked_update(case=case, party=party, ctype=ctype, principal=update.principal,
+                             payload=update.payload, now=update.now)
+    if checked.tells_customer or party.state != PartyState.ON_TRACK:
+        locked.held.add(case.id)
+        return None
+    rules = await partner_rules(session, party.partner_id)
+    event = new_event(case=case, type="update", actor=update.principal.actor, partner_id=update.principal.partner_id,
+                      visibility=checked.visibility, body=checked.body, now=update.now,
+                      occurred_at=checked.occurred_at, signature=signature_of(update.principal))
+    if update.payload.status is not None:
+        case.status = update.payload.status
+    parties.spoke(party, now=update.now, promised=checked.promised, rules=rules)
+    locked.events.append(event)
+    locked.changed_cases[case.id] = case
+    locked.changed_parties[party.id] = party
+    return event_out(event)
+
+
+async def write(session: AsyncSession, locked: Locked,
+                stored: Sequence[idempotency.StoredResponse] = ()) -> None:
+    """Step 3: the new events, the touched cases and parties, and ``stored`` responses."""
+    if not locked.events and not stored:
+        return
+    cases, party_rows = locked.changed_cases.values(), locked.changed_parties.values()
+    if _is_postgres(session):
+        await _WRITE_MANY_PG.rows(session, {
+            "events": _WRITE_EVENTS.records(locked.events), "cases": _WRITE_CASES.records(cases),
+            "parties": _WRITE_PARTIES.records(party_rows), "records": idempotency.records_json(stored),
+        })
+        return
+    for event in locked.events:
+        await _INSERT_EVENT.rows(session, _WRITE_EVENT.values(event))
+    for case in cases:
+        await _UPDATE_CASE.rows(session, _WRITE_CASE.values(case))
+    for party in party_rows:
+        await _UPDATE_PARTY.rows(session, _WRITE_PARTY.values(party))
+    for response in stored:
+        await idempotency.store_one(session, response)
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+def _pairs_json(pairs: list[tuple[str, str]]) -> str:
+    return json.dumps([{"ref": ref, "partner": partner} for ref, partner in pairs], separators=(",", ":"))
+
+
+# ---------------------------------------------------------------- statements, built once at import
+
+_SELECT = f"SELECT {select_list(_CASE, alias='c', prefix='c_')}, {select_list(_PARTY, alias='p', prefix='p_')} "
+_READ_TYPES = {**column_types(_CASE, prefix="c_", result=True), **column_types(_PARTY, prefix="p_", result=True)}
+_LOCK_ONE = Statement(  # SQLite: the transaction's BEGIN IMMEDIATE is the lock
+    f"{_SELECT}FROM cases AS c JOIN parties AS p ON p.case_id = c.id AND p.partner_id = :partner WHERE c.ref = :ref",
+    **_READ_TYPES,
+)
+_LOCK_MANY_PG = Statement(
+    f"{_SELECT}FROM cases AS c JOIN parties AS p ON p.case_id = c.id "
+    "JOIN (SELECT DISTINCT ref, partner FROM json_to_recordset(CAST(:pairs AS json)) AS j(ref text, partner text)) "
+    "AS j ON c.ref = j.ref AND p.partner_id = j.partner ORDER BY c.id FOR UPDATE OF c",
+    **_READ_TYPES,
+)
+_INSERT_EVENT = Statement(insert_sql(_EVENT, prefix="e_"), **column_types(_EVENT, prefix="e_"))
+_UPDATE_CASE = Statement(update_sql(_CASE, CASE_CHANGES, prefix="c_"),
+                         **column_types(_CASE, prefix="c_", columns=CASE_CHANGES))
+_UPDATE_PARTY = Statement(update_sql(_PARTY, PARTY_CHANGES, prefix="p_"),
+                          **column_types(_PARTY, prefix="p_", columns=PARTY_CHANGES))
+_WRITE_MANY_PG = Statement(
+    f"WITH e AS ({insert_json_sql(_EVENT, param='events')}), "
+    f"c AS ({update_json_sql(_CASE, CASE_CHANGES, param='cases')}), "
+    f"p AS ({update_json_sql(_PARTY, PARTY_CHANGES, param='parties')}) "
+    f"{idempotency.INSERT_JSON}"
+)
+_READ_CASE, _READ_PARTY = RowPlan(Case, prefix="c_"), RowPlan(Party, prefix="p_")
+_WRITE_EVENT = RowPlan(Event, prefix="e_", exclude=("id",))
+_WRITE_CASE = RowPlan(Case, prefix="c_", columns=(*CASE_CHANGES, "id"))
+_WRITE_PARTY = RowPlan(Party, prefix="p_", columns=(*PARTY_CHANGES, "id"))
+_WRITE_EVENTS = RowPlan(Event, prefix="", exclude=("id",))
+_WRITE_CASES = RowPlan(Case, prefix="", columns=(*CASE_CHANGES, "id"))
+_WRITE_PARTIES = RowPlan(Party, prefix="", columns=(*PARTY_CHANGES, "id"))
