@@ -54,7 +54,7 @@ console = Console()
 @dataclass
 class Plan:
     quick: bool
-    concurrencies: tuple[int, ...] = (16, 64, 256)
+    concurrencies: tuple[int, ...] = (1, 16, 64, 256)  # 1: a lone client on an idle server (latency)
     warmup: float = 3.0
     duration: float = 10.0
     partners: int = 16
@@ -136,6 +136,7 @@ class Bench:
             # The partners' webhook receivers in the bench are on loopback (nobody listens: the
             # dispatcher records the failure, as for a receiver that is down).
             "BATON_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+            "BATON_GROUP_COMMIT": "false" if self.args.no_group_commit else "true",
             "PYTHONPATH": str(ROOT),
         })
         return env
@@ -240,16 +241,19 @@ class Bench:
         self.children["load"] = loader
         # CPU is metered over the measured window only, which the load process marks in its log.
         before = after = None
+        xids = 0
         limit = time.monotonic() + spec["warmup"] + spec["duration"] + spec["grace"] + 300
         while loader.alive() and time.monotonic() < limit:
             if before is None or after is None:
                 text = loader.log_path.read_text(errors="replace")
                 if before is None and "WINDOW START" in text:
                     before = self.cpu.snapshot()
+                    xids = self._next_xid()
                     if on_window is not None:
                         on_window()
                 if before is not None and after is None and "WINDOW END" in text:
                     after = self.cpu.snapshot()
+                    xids = self._next_xid() - xids
             time.sleep(0.02)
         if loader.alive():
             loader.stop()
@@ -264,6 +268,10 @@ class Bench:
                 if f"{role}_cores" in cpu:
                     cpu[f"{role}_ms_per_request"] = round(1000 * cpu[f"{role}_cores"] * cpu["wall_s"] / requests, 2)
             result["cpu"] = cpu
+            # Writing transactions in the window (xids assigned): with group commit, updates per
+            # transaction is the mean batch size (the worker's few writes included).
+            result["transactions"] = xids
+            result["updates_per_transaction"] = round(result["ok"] / xids, 1) if xids > 0 else None
         del self.children["load"]
         return result
 
@@ -329,6 +337,17 @@ class Bench:
                 await conn.execute(statement)
         finally:
             await conn.close()
+
+    def _next_xid(self) -> int:
+        """The cluster's next transaction id: it grows by one per transaction that writes."""
+        async def read() -> int:
+            conn = await asyncpg.connect(self.dsn("baton"))
+            try:
+                return int(await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"))
+            finally:
+                await conn.close()
+
+        return asyncio.run(read())
 
     async def _pg_version(self) -> str:
         conn = await asyncpg.connect(self.dsn("baton"))
@@ -827,6 +846,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="py-spy on the server workers during one more 64-client ed25519 run")
     parser.add_argument("--no-idempotency-key", action="store_true",
                         help="signed updates without Idempotency-Key (the shipped client always sends one)")
+    parser.add_argument("--no-group-commit", action="store_true",
+                        help="one transaction per signed update, as before group commit (for comparison)")
     parser.add_argument("--skip-drivers", action="store_true", help="skip the psycopg 3 comparison")
     parser.add_argument("--drivers", action="store_true", help="run the psycopg 3 comparison in a --quick run too")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")

@@ -4,9 +4,12 @@
 2. Check the key's rate limit; the request counts only once its signature verifies (key ids are
    public: a request that merely claims one must not use up the real partner's quota).
 3. Verify the signature with the key's material (cached per key id; material never changes).
+   Steps 1-3 are ``verify_partner`` and need no session unless the material is not cached, so a
+   signed update is verified before it waits for a database connection.
 4. Spend the nonce, only while the key is active, so that a revocation by another process
    takes effect at once despite the cache. On PostgreSQL a write with an ``Idempotency-Key``
-   spends it and claims the key's idempotency lock and stored response in one statement.
+   spends it and claims the key's idempotency lock and stored response in one statement
+   (``spend``; ``spend_many`` does it for a whole group commit batch, ``tracker.groupcommit``).
 5. Answer an ``Admission``: who is calling, the write's nonce (kept even if the request later
    fails: a captured request must not become replayable), and the idempotency claim that
    ``Ctx.write`` continues from.

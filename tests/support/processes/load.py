@@ -99,9 +99,11 @@ class SignedLoad:
         count: int,
         threads: int = 8,
         timeout: float = 120.0,
+        notes: bool = False,
     ) -> SignedLoad:
         """Post ``count`` updates over ``threads`` threads, round robin over partners, their cases
-        and ``urls``; give up (exit status 3) after ``timeout`` seconds."""
+        and ``urls``; give up (exit status 3) after ``timeout`` seconds. ``notes``: every other
+        update is a routine internal note instead of a customer message."""
         self.spec = {
             "urls": list(urls),
             "partners": [dataclasses.asdict(p) for p in partners],
@@ -110,6 +112,7 @@ class SignedLoad:
             "prefix": self.prefix,
             "out": str(self.out_path),
             "timeout": timeout,
+            "notes": notes,
         }
         staged = self.spec_path.with_suffix(".tmp")
         staged.write_text(json.dumps(self.spec))

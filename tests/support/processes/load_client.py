@@ -38,8 +38,9 @@ class _Witness(httpx.HTTPTransport):
 def run_load(spec_path: str, *, wait_for_orders: float = 0.0) -> int:
     """Post signed updates until each is acknowledged; one JSON line per acknowledgement.
 
-    Update ``i`` has the idempotency key ``{prefix}-{i:05d}`` and the message
-    ``[KEY] ...``, so the test can find it in the timeline. A request that got no 2xx answer
+    Update ``i`` has the idempotency key ``{prefix}-{i:05d}`` and the text ``[KEY] ...`` (a
+    customer message; with ``notes`` in the orders, an internal note when ``i`` is odd), so the
+    test can find it in the timeline. A request that got no 2xx answer
     (connection refused or dropped, timeout, 409 twin in flight, 429, 5xx) is sent again with
     the same key and body, newly signed, until it is acknowledged; any other answer is a bug
     and ends the process with status 2.
@@ -87,7 +88,10 @@ def run_load(spec_path: str, *, wait_for_orders: float = 0.0) -> int:
                 while True:
                     attempts += 1
                     try:
-                        event = client.post_update(ref, message=message, location="FRA", idempotency_key=key)
+                        # Routine notes are written by group commit in batches; messages to the
+                        # customer take the general path after group commit spent their nonce.
+                        text = {"internal_note": message} if spec.get("notes") and i % 2 else {"message": message}
+                        event = client.post_update(ref, location="FRA", idempotency_key=key, **text)
                     except BatonTransportError:
                         no_answer += 1  # the server may have it or not; the key makes the retry safe
                     except BatonAPIError as exc:
