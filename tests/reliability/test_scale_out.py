@@ -5,8 +5,9 @@ Webhooks signatures), the Twilio double and an SMTP sink. Six cases; on four of 
 handler (responsible, silent) is made overdue by a day while the load runs, so both workers race
 to flag it late and then escalate it. A separate load process posts signed updates from two
 partners to both servers, round robin, retrying each unacknowledged request with its
-Idempotency-Key. Every update carries a customer-facing message, so the customer gets SMS and
-email (coalesced over one second), which both workers race to send.
+Idempotency-Key. Every other update carries a customer-facing message, so the customer gets SMS
+and email (coalesced over one second), which both workers race to send; the others are routine
+notes, which each server's group commit writes in batches, both servers locking the same cases.
 
 Afterwards:
 - no lost update: every acknowledged update is in the timeline once, every chain verifies;
@@ -115,7 +116,7 @@ def test_two_servers_two_workers_lose_nothing_and_double_nothing(pg_db: Any, tmp
             load.go(
                 urls=[s.url for s in servers],
                 partners=[LoadPartner(*keys["lh"], cases=refs), LoadPartner(*keys["ua"], cases=refs)],
-                count=UPDATES, threads=8, timeout=90,
+                count=UPDATES, threads=8, timeout=90, notes=True,
             )
             load.wait_acknowledged(20, timeout=60)
             overdue = run_db(db, lambda session: _make_overdue(session, refs[:OVERDUE_CASES]))
@@ -214,8 +215,9 @@ async def _settled(session: Any, overdue: list[int]) -> bool:
 async def _state(session: Any, refs: list[str]) -> dict[str, Any]:
     cases = {c.id: c.ref for c in (await session.scalars(select(Case).where(Case.ref.in_(refs)))).all()}
     events = (await session.execute(select(Event.case_id, Event.seq, Event.type, Event.partner_id, Event.body))).all()
-    updates = [(body["message"], cases[case_id], seq) for case_id, seq, _, _, body in events
-               if (body or {}).get("message", "").startswith("[scale-")]
+    texts = [(body.get("message") or body.get("internal_note") or "", case_id, seq)
+             for case_id, seq, _, _, body in events if body]
+    updates = [(text, cases[case_id], seq) for text, case_id, seq in texts if text.startswith("[scale-")]
     flags = [(cases[case_id], partner_id, type_) for case_id, _, type_, partner_id, _ in events
              if type_ in ("party.late", "party.escalated")]
     handler_states = dict((await session.execute(
