@@ -124,6 +124,11 @@ def make_sessionmaker(
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=carried)
 
 
+def is_postgres(session: AsyncSession) -> bool:
+    """Whether the session talks to PostgreSQL (else SQLite): for the few statements that differ."""
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
 def settings_of(session: AsyncSession) -> Settings:
     """The settings of the runtime whose sessionmaker made ``session``."""
     settings = session.info.get(_SETTINGS)

@@ -41,7 +41,7 @@ from notifications.models import Notification
 from notifications.transports import Outgoing, Sent, Transport, TransportError
 from partners.models import Partner
 from kernel.clock import Clock
-from kernel.db import Statement, UTCDateTime
+from kernel.db import Statement, UTCDateTime, is_postgres
 from kernel.metrics import DELIVERIES
 
 log = logging.getLogger("baton.dispatcher")
@@ -216,7 +216,7 @@ class Dispatcher:
             due = due.where(Notification.channel.in_(self.channels))
         if self.exclude_channels:
             due = due.where(Notification.channel.not_in(self.exclude_channels))
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
+        if is_postgres(session):
             due = due.with_for_update(skip_locked=True)
         claim = (
             update(Notification)

@@ -140,7 +140,7 @@ async def key_material(*, session: AsyncSession, keyid: str, active_only: bool =
 
 
 # The nonce is recorded only while the key is active; PostgreSQL needs the select list typed.
-CONSUME_NONCE_PG = (
+_CONSUME_NONCE_PG = (
     "INSERT INTO signature_nonces (keyid, nonce, expires_at) "
     "SELECT CAST(:keyid AS VARCHAR), CAST(:nonce AS VARCHAR), CAST(:expires_at AS TIMESTAMPTZ) "
     "WHERE EXISTS (SELECT 1 FROM partner_keys WHERE keyid = :keyid AND active) "
@@ -150,8 +150,17 @@ _CONSUME_NONCE = Statement(
     "INSERT INTO signature_nonces (keyid, nonce, expires_at) SELECT :keyid, :nonce, :expires_at "
     "WHERE EXISTS (SELECT 1 FROM partner_keys WHERE keyid = :keyid AND active) "
     "ON CONFLICT DO NOTHING RETURNING keyid",
-    pg=CONSUME_NONCE_PG,
+    pg=_CONSUME_NONCE_PG,
     expires_at=UTCDateTime(),
+)
+
+
+# The same for many nonces at once, read from a CTE ``input`` (keyid, nonce, expires_at): it answers
+# the nonces recorded (tracker.admission.spend_many, one statement for a whole group commit batch).
+CONSUME_NONCES_PG = (
+    "INSERT INTO signature_nonces (keyid, nonce, expires_at) SELECT i.keyid, i.nonce, i.expires_at "
+    "FROM input AS i WHERE EXISTS (SELECT 1 FROM partner_keys AS k WHERE k.keyid = i.keyid AND k.active) "
+    "ON CONFLICT DO NOTHING RETURNING keyid, nonce"
 )
 
 

@@ -29,7 +29,7 @@ from starlette.requests import Request
 
 from kernel.clock import Clock
 from kernel.config import Settings
-from kernel.db import Statement
+from kernel.db import Statement, is_postgres
 from kernel.errors import Unauthorized
 from partners import service as partner_service
 from partners.signatures import KeyCache, parse_signature_headers, verify_request
@@ -119,27 +119,17 @@ async def admit_partner(*, request: Request, session: AsyncSession, rt: Runtime)
 
 
 async def spend(*, request: Request, session: AsyncSession, verified: Verified) -> Admission:
-    """Steps 4-5 for a verified request, in ``session``'s transaction."""
+    """Steps 4-5 for a verified request, in ``session``'s transaction (``spend_many`` for one)."""
     principal, nonce, write = verified.principal, verified.nonce, verified.write
-    params = {"keyid": nonce.keyid, "nonce": nonce.nonce, "expires_at": nonce.expires_at}
-    key = request.headers.get("idempotency-key")
-    claim = None
-    if write and key is not None and idempotency.valid_key(key) and _postgres(session):
-        scope = principal.idempotency_scope
-        row = await _ADMIT_PG.first(session, {**params, "principal": scope, "key": key,
-                                               "lock": idempotency.lock_id(scope, key)})
-        assert row is not None  # the statement always answers one row
-        fresh, claim = bool(row["fresh"]), Claim.of(row)
-    else:
-        fresh = await partner_service.consume_nonce(session=session, **params)
-    if not fresh:
-        if not await partner_service.key_is_active(session=session, keyid=nonce.keyid):
-            raise Unauthorized(f"Unknown or revoked key id {nonce.keyid!r}.")
-        raise replayed()
+    key = request.headers.get("idempotency-key") if write else None
+    key = key if key is not None and idempotency.valid_key(key) else None  # a bad key is Ctx.write's 422
+    [spent] = await spend_many(session, [(nonce, principal.idempotency_scope, key)])
+    if not spent.fresh:
+        raise refused(spent, nonce.keyid)
     if not write:
         await session.commit()  # a read keeps its nonce now; a write keeps it with its effects
         return Admission(principal=principal)
-    return Admission(principal=principal, nonce=nonce, claim=claim)
+    return Admission(principal=principal, nonce=nonce, claim=spent.claim)
 
 
 def replayed() -> Unauthorized:
@@ -160,14 +150,18 @@ def refused(spent: Spent, keyid: str) -> Unauthorized:
     return replayed() if spent.active else Unauthorized(f"Unknown or revoked key id {keyid!r}.")
 
 
-async def spend_many(session: AsyncSession, entries: Sequence[tuple[SpentNonce, str, str | None]]) -> list[Spent]:
-    """Step 4 for many verified writes in one transaction (group commit): (nonce, idempotency
-    scope, Idempotency-Key or None) each, answered in order. The caller makes sure no nonce
-    appears twice among ``entries`` (the second would be a replay of the first)."""
-    if _postgres(session):
+async def spend_many(
+    session: AsyncSession, entries: Sequence[tuple[SpentNonce, str | None, str | None]]
+) -> list[Spent]:
+    """Step 4 for verified requests in one transaction (one, or a group commit batch): (nonce,
+    idempotency scope, Idempotency-Key or None) each, answered in order, one statement on
+    PostgreSQL. The caller makes sure no nonce appears twice among ``entries`` (the second would
+    be a replay of the first)."""
+    if is_postgres(session):
         rows = await _ADMIT_MANY_PG.rows(session, {"entries": json.dumps([
             {"ord": i, "keyid": n.keyid, "nonce": n.nonce, "expires_at": n.expires_at.isoformat(),
-             "principal": scope, "key": key, "lock": idempotency.lock_id(scope, key) if key is not None else None}
+             "principal": scope, "key": key,
+             "lock": idempotency.lock_id(scope, key) if key is not None and scope is not None else None}
             for i, (n, scope, key) in enumerate(entries)], separators=(",", ":"))})
         return [Spent(fresh=bool(row["fresh"]), active=bool(row["active"]),
                       claim=Claim.of(row) if key is not None else None)
@@ -177,22 +171,17 @@ async def spend_many(session: AsyncSession, entries: Sequence[tuple[SpentNonce, 
         fresh = await partner_service.consume_nonce(session=session, keyid=nonce.keyid, nonce=nonce.nonce,
                                                     expires_at=nonce.expires_at)
         active = fresh or await partner_service.key_is_active(session=session, keyid=nonce.keyid)
-        claim = await idempotency.lookup(session, scope, key) if key is not None else None
+        claim = await idempotency.lookup(session, scope, key) if key is not None and scope is not None else None
         spent.append(Spent(fresh=fresh, active=active, claim=claim))
     return spent
 
 
-async def keep_nonce(*, session: AsyncSession, admission: Admission | None) -> None:
-    """After a failed write was rolled back: spend its nonce again, on its own, and commit that."""
-    if admission is None or admission.nonce is None:
-        return
-    spent = admission.nonce
-    try:
-        await partner_service.consume_nonce(session=session, keyid=spent.keyid, nonce=spent.nonce,
-                                            expires_at=spent.expires_at)
-        await session.commit()
-    except Exception:
-        await session.rollback()
+async def keep_nonce(*, session: AsyncSession, nonce: SpentNonce) -> Unauthorized | None:
+    """Spend a write's nonce on its own and commit (after its write was rolled back, or refused
+    before it reached the database): None, or the 401 a nonce already spent earns."""
+    [spent] = await spend_many(session, [(nonce, None, None)])
+    await session.commit()
+    return None if spent.fresh else refused(spent, nonce.keyid)
 
 
 def target_uri(request: Request, settings: Settings) -> str:
@@ -207,22 +196,13 @@ def target_uri(request: Request, settings: Settings) -> str:
     return f"{base}{path}" + (f"?{query}" if query else "")
 
 
-# The one statement of step 4 on PostgreSQL: the nonce (partners' statement, spent only while the
-# key is active) and the idempotency claim (tracker.idempotency's), each written once by its owner.
-_ADMIT_PG = Statement(
-    f"WITH nonce AS ({partner_service.CONSUME_NONCE_PG}) "
-    f"SELECT EXISTS (SELECT 1 FROM nonce) AS fresh, claim.* FROM ({idempotency.CLAIM_PG}) AS claim"
-)
-
-
-# Step 4 for many writes at once: each nonce spent while its key is active, each Idempotency-Key's
-# lock tried and its stored response read, one row per entry in the entries' order.
+# Step 4 on PostgreSQL, for one write or many: each nonce spent while its key is active (partners'
+# statement), each Idempotency-Key's lock tried and its stored response read, one row per entry in
+# the entries' order.
 _ADMIT_MANY_PG = Statement(
     "WITH input AS (SELECT * FROM json_to_recordset(CAST(:entries AS json)) AS i(ord int, keyid text, "
     "nonce text, expires_at timestamptz, principal text, key text, lock bigint)), "
-    "nonce AS (INSERT INTO signature_nonces (keyid, nonce, expires_at) SELECT i.keyid, i.nonce, i.expires_at "
-    "FROM input AS i WHERE EXISTS (SELECT 1 FROM partner_keys AS k WHERE k.keyid = i.keyid AND k.active) "
-    "ON CONFLICT DO NOTHING RETURNING keyid, nonce) "
+    f"nonce AS ({partner_service.CONSUME_NONCES_PG}) "
     "SELECT i.ord, EXISTS (SELECT 1 FROM nonce AS n WHERE n.keyid = i.keyid AND n.nonce = i.nonce) AS fresh, "
     "EXISTS (SELECT 1 FROM partner_keys AS k WHERE k.keyid = i.keyid AND k.active) AS active, "
     "CASE WHEN i.key IS NULL THEN true ELSE pg_try_advisory_xact_lock(i.lock) END AS locked, "
@@ -231,6 +211,4 @@ _ADMIT_MANY_PG = Statement(
 )
 
 
-def _postgres(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
 

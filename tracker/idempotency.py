@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import RowPlan, Statement, UTCDateTime, insert_json_sql
+from kernel.db import RowPlan, Statement, UTCDateTime, insert_json_sql, is_postgres
 from kernel.errors import Conflict, IdempotencyMismatch, Unprocessable
 from tracker.models import IdempotencyRecord
 
@@ -27,11 +27,10 @@ _LOOKUP = Statement(
     'SELECT request_digest, status_code, response_body FROM idempotency_records WHERE principal = :principal AND "key" = :key'
 )
 # One row: whether this transaction got the key's lock, and the stored response if any.
-CLAIM_PG = (
+_CLAIM_PG = Statement(
     "SELECT pg_try_advisory_xact_lock(:lock) AS locked, r.request_digest, r.status_code, r.response_body "
     'FROM (SELECT 1) AS one LEFT JOIN idempotency_records AS r ON r.principal = :principal AND r."key" = :key'
 )
-_CLAIM_PG = Statement(CLAIM_PG)
 _STORE = Statement(
     'INSERT INTO idempotency_records (principal, "key", request_digest, status_code, response_body, created_at) '
     "VALUES (:principal, :key, :request_digest, :status_code, :response_body, :created_at)",
@@ -129,7 +128,7 @@ def lock_id(principal: str, key: str) -> int:
 
 class IdempotencyGuard:
     """The rules above for one request. ``claimed`` is the claim admission took earlier in the
-    same transaction (``tracker.admission`` does it with the nonce, in one round trip)."""
+    same transaction (``tracker.admission`` takes it with the nonce, in one round trip)."""
 
     def __init__(
         self, *, session: AsyncSession, principal: str, key: str, digest: str, claimed: Claim | None = None
@@ -161,25 +160,24 @@ class IdempotencyGuard:
         return Replay(status_code=row.status_code, body=row.response_body.encode())
 
     async def _claim(self) -> Claim | None:
-        """Take the key's lock (PostgreSQL) and read a stored response, in one round trip.
+        """The claim admission took (``claimed``), else: take the key's lock (PostgreSQL) and read
+        a stored response, in one round trip; SQLite's single writer needs no lock.
 
         The lookup's snapshot can predate the lock by a moment: a twin that commits in between
         is not seen, and this request then fails on the records' unique key at commit, which
         ``Ctx.write`` answers with 409 (nothing of this request is kept).
         """
-        params = {"principal": self.principal, "key": self.key}
-        bind = self.session.bind
-        if bind is not None and bind.dialect.name == "postgresql":
-            claim = self.claimed
-            if claim is None:
-                row = await _CLAIM_PG.first(self.session, {**params, "lock": lock_id(self.principal, self.key)})
-                assert row is not None  # the statement always answers one row
-                claim = Claim.of(row)
-            if not claim.locked:
-                raise still_in_flight()
-            return claim if claim.request_digest is not None else None
-        row = await _LOOKUP.first(self.session, params)
-        return Claim.of(row, locked=True) if row is not None else None
+        claim = self.claimed
+        if claim is None and is_postgres(self.session):
+            row = await _CLAIM_PG.first(self.session, {"principal": self.principal, "key": self.key,
+                                                       "lock": lock_id(self.principal, self.key)})
+            assert row is not None  # the statement always answers one row
+            claim = Claim.of(row)
+        elif claim is None:
+            claim = await lookup(self.session, self.principal, self.key)
+        if not claim.locked:
+            raise still_in_flight()
+        return claim if claim.request_digest is not None else None
 
     async def store(self, *, status_code: int, body: bytes, now: dt.datetime) -> None:
         """Keep the response with the effects, in their transaction."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import (RowPlan, Statement, column_types, insert_json_sql, insert_sql, select_list,
+from kernel.db import (RowPlan, Statement, column_types, insert_json_sql, insert_sql, is_postgres, select_list,
                        update_json_sql, update_sql)
 from tracker import idempotency, parties
 from tracker.access import not_found, signature_of
@@ -96,7 +96,7 @@ async def lock(session: AsyncSession, updates: Sequence[RoutineUpdate]) -> Locke
     locked = Locked()
     if not pairs:
         return locked
-    if _is_postgres(session):
+    if is_postgres(session):
         rows = await _LOCK_MANY_PG.rows(session, {"pairs": _pairs_json(pairs)})
     else:
         rows = [row for ref, partner in pairs
@@ -139,7 +139,7 @@ async def write(session: AsyncSession, locked: Locked,
     if not locked.events and not stored:
         return
     cases, party_rows = locked.changed_cases.values(), locked.changed_parties.values()
-    if _is_postgres(session):
+    if is_postgres(session):
         await _WRITE_MANY_PG.rows(session, {
             "events": _WRITE_EVENTS.records(locked.events), "cases": _WRITE_CASES.records(cases),
             "parties": _WRITE_PARTIES.records(party_rows), "records": idempotency.records_json(stored),
@@ -153,10 +153,6 @@ async def write(session: AsyncSession, locked: Locked,
         await _UPDATE_PARTY.rows(session, _WRITE_PARTY.values(party))
     for response in stored:
         await idempotency.store_one(session, response)
-
-
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
 def _pairs_json(pairs: list[tuple[str, str]]) -> str:

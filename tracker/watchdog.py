@@ -28,7 +28,7 @@ from tracker import announce, parties
 from kernel.calendars import BusinessCalendar
 from tracker.casetypes import case_type
 from kernel.clock import Clock
-from kernel.db import caches_of
+from kernel.db import caches_of, is_postgres
 from tracker.customer import notify_customer, reachable
 from kernel.durations import format_duration
 from kernel.errors import Conflict, TooManyRequests
@@ -276,7 +276,7 @@ def _locked(session: AsyncSession, query, of=Case):  # type: ignore[no-untyped-d
     locked here, PostgreSQL re-checks the WHERE clause only against the newest versions of the
     *locked* rows. With only the case locked, the stale party still looked due and was flagged twice.
     """
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if is_postgres(session):
         return query.with_for_update(of=of, skip_locked=True) if of is not None else query.with_for_update(skip_locked=True)
     return query
 

@@ -29,7 +29,7 @@ from kernel.errors import BatonError
 from kernel.rendering import render_json
 from partners.schemas import KeyIn
 from partners.service import add_key
-from tests.tracker.test_write_path import LH, REF, UA, Copy, _payload, database_copies, update_fields  # noqa: F401
+from tests.tracker.test_write_path import LH, REF, UA, Copy, _payload, update_fields
 from tracker import routine, updates
 from tracker.admission import SpentNonce, Verified
 from tracker.groupcommit import Answer, GroupCommit

@@ -6,7 +6,6 @@ API with real signatures, on SQLite and PostgreSQL, and checks it ends as SPEC.m
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import pytest

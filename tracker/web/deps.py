@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -70,7 +71,10 @@ async def open_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
         except BaseException:
             await session.rollback()
-            await keep_nonce(session=session, admission=getattr(request.state, "admission", None))
+            admission = getattr(request.state, "admission", None)
+            if admission is not None and admission.nonce is not None:
+                with contextlib.suppress(Exception):  # the request's own error is the one to answer
+                    await keep_nonce(session=session, nonce=admission.nonce)
             raise
 
 
@@ -125,6 +129,10 @@ def json_response(body: bytes, status_code: int, *, replayed: bool = False) -> R
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
+def unauthenticated() -> Unauthorized:
+    return Unauthorized("Sign the request (RFC 9421) as a partner, or send a staff Bearer token.")
+
+
 def is_signed(request: Request) -> bool:
     return "signature-input" in request.headers or "signature" in request.headers
 
@@ -154,6 +162,6 @@ async def authenticate(
 async def _staff(request: Request, session: AsyncSession, rt: Runtime) -> Admission:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Sign the request (RFC 9421) as a partner, or send a staff Bearer token.")
+        raise unauthenticated()
     principal = await authenticate_staff(session=session, token=token.strip(), admin_token=rt.settings.admin_token)
     return Admission(principal=principal)

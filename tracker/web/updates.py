@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 
-from kernel.errors import BatonError, Unauthorized
+from kernel.errors import BatonError
 from tracker import idempotency, updates
-from tracker.admission import Verified, refused, spend_many, verify_partner
+from tracker.admission import Verified, keep_nonce, verify_partner
 from tracker.routine import RoutineUpdate
 from tracker.schemas import EventIn
-from tracker.web.deps import authenticate, is_signed, json_response, open_session, runtime
+from tracker.web.deps import authenticate, is_signed, json_response, open_session, runtime, unauthenticated
 
 
 async def signed_write(request: Request) -> Verified | None:
@@ -29,7 +29,7 @@ async def signed_write(request: Request) -> Verified | None:
         request.state.on_refused = lambda: _spend_alone(request, verified)
         return verified
     if not request.headers.get("authorization"):
-        raise Unauthorized("Sign the request (RFC 9421) as a partner, or send a staff Bearer token.")
+        raise unauthenticated()
     return None
 
 
@@ -55,11 +55,13 @@ async def post_event(*, request: Request, ref: str, payload: EventIn, verified: 
             if answer is not None:
                 return json_response(answer.body, answer.status_code, replayed=answer.replayed)
             spent = True
+    # Group commit found the update not routine: straight to the general path (trying the routine
+    # statements again would lock and read the case once more for nothing).
+    post = updates.post_general_update if spent else updates.post_update
     async with open_session(request) as session:
         ctx = await authenticate(request, session, verified=verified, spent=spent)
         return await ctx.write(
-            lambda: updates.post_update(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload,
-                                        now=ctx.now()),
+            lambda: post(session=ctx.session, principal=ctx.principal, ref=ref, payload=payload, now=ctx.now()),
             status_code=201,
         )
 
@@ -68,6 +70,4 @@ async def _spend_alone(request: Request, verified: Verified) -> BatonError | Non
     """Spend a verified request's nonce in a transaction of its own: None, or the 401 it earns."""
     rt = runtime(request)
     async with rt.gate, rt.sessionmaker() as session:
-        [spent] = await spend_many(session, [(verified.nonce, verified.principal.idempotency_scope, None)])
-        await session.commit()
-    return None if spent.fresh else refused(spent, verified.nonce.keyid)
+        return await keep_nonce(session=session, nonce=verified.nonce)
