@@ -290,9 +290,13 @@ def insert_sql(table: Any, *, prefix: str, exclude: tuple[str, ...] = ("id",)) -
             f"VALUES ({', '.join(f':{prefix}{n}' for n in names)})")
 
 
-def update_sql(table: Any, columns: tuple[str, ...], *, prefix: str, key: str = "id") -> str:
-    for name in (*columns, key):
+def _known(table: Any, names: tuple[str, ...]) -> None:
+    for name in names:
         table.columns[name]  # KeyError for a column the table does not have
+
+
+def update_sql(table: Any, columns: tuple[str, ...], *, prefix: str, key: str = "id") -> str:
+    _known(table, (*columns, key))
     sets = ", ".join(f"{n} = :{prefix}{n}" for n in columns)
     return f"UPDATE {table.name} SET {sets} WHERE {key} = :{prefix}{key}"
 
@@ -309,8 +313,7 @@ def insert_json_sql(table: Any, *, param: str, exclude: tuple[str, ...] = ("id",
 
 
 def update_json_sql(table: Any, columns: tuple[str, ...], *, param: str, key: str = "id") -> str:
-    for name in (*columns, key):
-        table.columns[name]  # KeyError for a column the table does not have
+    _known(table, (*columns, key))
     sets = ", ".join(f"{n} = r.{n}" for n in columns)
     return (f"UPDATE {table.name} AS t SET {sets} "
             f"FROM json_populate_recordset(NULL::{table.name}, CAST(:{param} AS json)) AS r WHERE t.{key} = r.{key}")

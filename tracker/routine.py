@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,20 +53,19 @@ PARTY_CHANGES = ("last_update_at", "promised_by", "next_update_due", "watch_at")
 
 @dataclass(frozen=True, slots=True)
 class RoutineUpdate:
-    """One update as its caller sent it."""
+    """One update as its caller sent it; ``pair`` is (normalized reference, partner), or None for
+    a reference that names no case."""
 
     principal: Principal
     ref: str
     payload: EventIn
     now: dt.datetime
+    pair: tuple[str, str] | None = field(init=False)
 
-    @property
-    def pair(self) -> tuple[str, str] | None:
-        """(normalized reference, partner), or None for a reference that names no case."""
+    def __post_init__(self) -> None:
         parsed = parse_ref(self.ref)
-        if parsed is None or not parsed.valid or self.principal.partner_id is None:
-            return None
-        return parsed.ref, self.principal.partner_id
+        partner = self.principal.partner_id
+        object.__setattr__(self, "pair", (parsed.ref, partner) if parsed and parsed.valid and partner else None)
 
 
 class Locked:
@@ -141,8 +140,8 @@ async def write(session: AsyncSession, locked: Locked,
     cases, party_rows = locked.changed_cases.values(), locked.changed_parties.values()
     if is_postgres(session):
         await _WRITE_MANY_PG.rows(session, {
-            "events": _WRITE_EVENTS.records(locked.events), "cases": _WRITE_CASES.records(cases),
-            "parties": _WRITE_PARTIES.records(party_rows), "records": idempotency.records_json(stored),
+            "events": _WRITE_EVENT.records(locked.events), "cases": _WRITE_CASE.records(cases),
+            "parties": _WRITE_PARTY.records(party_rows), "records": idempotency.records_json(stored),
         })
         return
     for event in locked.events:
@@ -173,11 +172,16 @@ _LOCK_MANY_PG = Statement(
     "AS j ON c.ref = j.ref AND p.partner_id = j.partner ORDER BY c.id FOR UPDATE OF c",
     **_READ_TYPES,
 )
-_INSERT_EVENT = Statement(insert_sql(_EVENT, prefix="e_"), **column_types(_EVENT, prefix="e_"))
-_UPDATE_CASE = Statement(update_sql(_CASE, CASE_CHANGES, prefix="c_"),
-                         **column_types(_CASE, prefix="c_", columns=CASE_CHANGES))
-_UPDATE_PARTY = Statement(update_sql(_PARTY, PARTY_CHANGES, prefix="p_"),
-                          **column_types(_PARTY, prefix="p_", columns=PARTY_CHANGES))
+_WRITE_EVENT = RowPlan(Event, prefix="", exclude=("id",))
+_WRITE_CASE = RowPlan(Case, prefix="", columns=(*CASE_CHANGES, "id"))
+_WRITE_PARTY = RowPlan(Party, prefix="", columns=(*PARTY_CHANGES, "id"))
+# SQLite: a statement per row (in-process calls, no round trips to save).
+_INSERT_EVENT = Statement(insert_sql(_EVENT, prefix=""), **column_types(_EVENT, prefix=""))
+_UPDATE_CASE = Statement(update_sql(_CASE, CASE_CHANGES, prefix=""),
+                         **column_types(_CASE, prefix="", columns=CASE_CHANGES))
+_UPDATE_PARTY = Statement(update_sql(_PARTY, PARTY_CHANGES, prefix=""),
+                          **column_types(_PARTY, prefix="", columns=PARTY_CHANGES))
+# PostgreSQL: every row of every table in one statement.
 _WRITE_MANY_PG = Statement(
     f"WITH e AS ({insert_json_sql(_EVENT, param='events')}), "
     f"c AS ({update_json_sql(_CASE, CASE_CHANGES, param='cases')}), "
@@ -185,9 +189,3 @@ _WRITE_MANY_PG = Statement(
     f"{idempotency.INSERT_JSON}"
 )
 _READ_CASE, _READ_PARTY = RowPlan(Case, prefix="c_"), RowPlan(Party, prefix="p_")
-_WRITE_EVENT = RowPlan(Event, prefix="e_", exclude=("id",))
-_WRITE_CASE = RowPlan(Case, prefix="c_", columns=(*CASE_CHANGES, "id"))
-_WRITE_PARTY = RowPlan(Party, prefix="p_", columns=(*PARTY_CHANGES, "id"))
-_WRITE_EVENTS = RowPlan(Event, prefix="", exclude=("id",))
-_WRITE_CASES = RowPlan(Case, prefix="", columns=(*CASE_CHANGES, "id"))
-_WRITE_PARTIES = RowPlan(Party, prefix="", columns=(*PARTY_CHANGES, "id"))

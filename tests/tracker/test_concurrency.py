@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, ALLOWED_HOSTS, World
+from tests.tracker.test_group_commit import watch_writes
 from kernel.config import Settings
 from tracker.verify import verify_case
 
@@ -53,16 +54,7 @@ async def test_concurrent_routine_updates_share_transactions_and_keep_every_chai
 ) -> None:
     """Group commit under load: 60 routine updates over three cases, each answered 201 once its
     batch committed, fewer transactions than updates, and every case's timeline gapless and chained."""
-    from tracker import routine
-
-    written: list[int] = []
-    original = routine.write
-
-    async def counted(session: Any, locked: Any, stored: Any = ()) -> None:
-        written.append(len(locked.events))
-        await original(session, locked, stored)
-
-    monkeypatch.setattr(routine, "write", counted)
+    written = watch_writes(monkeypatch)
     parties = [{"partner": "lh", "role": "carrier", "responsible": True},
                {"partner": "swissport-fra", "role": "handler", "responsible": True}, {"partner": "ua", "role": "owner"}]
     refs = [(await world.open_case(parties=parties))["ref"] for _ in range(3)]

@@ -129,16 +129,25 @@ def test_a_batch_stores_and_answers_what_one_at_a_time_does(
     asyncio.run(_run(database_copies(), drawn, monkeypatch))
 
 
-def test_a_batch_of_routine_updates_is_one_transaction(database_copies: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The property compares something: six routine notes by two parties go through one write, and chain in order."""
+def watch_writes(monkeypatch: pytest.MonkeyPatch, *, fail_first: Exception | None = None) -> list[int]:
+    """The number of events each ``routine.write`` call was given (one call per transaction);
+    ``fail_first``: the first call raises it instead of writing."""
     writes: list[int] = []
     original = routine.write
 
-    async def spy(session: Any, locked: Any, stored: Any = ()) -> None:
+    async def watched(session: Any, locked: Any, stored: Any = ()) -> None:
         writes.append(len(locked.events))
+        if fail_first is not None and len(writes) == 1:
+            raise fail_first
         await original(session, locked, stored)
 
-    monkeypatch.setattr(routine, "write", spy)
+    monkeypatch.setattr(routine, "write", watched)
+    return writes
+
+
+def test_a_batch_of_routine_updates_is_one_transaction(database_copies: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The property compares something: six routine notes by two parties go through one write, and chain in order."""
+    writes = watch_writes(monkeypatch)
 
     url = database_copies()[0]  # outside the loop: the template may still have to be migrated
 
@@ -203,16 +212,7 @@ def test_a_batch_that_fails_as_a_whole_is_retried_one_by_one(
     database_copies: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failure of the batch's transaction (here: its first write) costs nobody their update."""
-    failures = iter([RuntimeError("connection lost")])
-    original = routine.write
-
-    async def flaky(session: Any, locked: Any, stored: Any = ()) -> None:
-        failure = next(failures, None)
-        if failure is not None:
-            raise failure
-        await original(session, locked, stored)
-
-    monkeypatch.setattr(routine, "write", flaky)
+    writes = watch_writes(monkeypatch, fail_first=RuntimeError("connection lost"))
 
     url = database_copies()[0]  # outside the loop: the template may still have to be migrated
 
@@ -223,6 +223,7 @@ def test_a_batch_that_fails_as_a_whole_is_retried_one_by_one(
             notes = [("lh", updates.EventIn(internal_note=f"scan {i}")) for i in range(3)]
             answers = await grouped.post_batch(notes)
             assert [a["seq"] for a in answers] == [2, 3, 4]
+            assert writes == [3, 1, 1, 1]  # the batch failed, then each update alone
         finally:
             await grouped.engine.dispose()
 
