@@ -87,6 +87,18 @@ class Settings(BaseSettings):
                                       "(the past is bounded by signature_max_skew_seconds).",
     )
     max_body_bytes: int = 64 * 1024
+    attachment_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024,
+        description="Largest file on the attachment and delivery-proof routes (every other body: max_body_bytes).",
+    )
+    storage_url: str = Field(
+        default="file:./var/attachments", pattern=r"^(file:|s3://)",
+        description="Where attachment files live, by digest: file:<folder> or s3://bucket/prefix "
+                    "(credentials from the usual AWS_* variables).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible store's endpoint (default: AWS's for the region).",
+    )
     db_pool_size: int = 20
     group_commit: bool = Field(
         default=True, description="Concurrent signed updates of one process share one transaction (tracker.groupcommit).",
