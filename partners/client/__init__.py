@@ -1,4 +1,5 @@
-"""Baton's partner-side client: sign requests, post updates, pass and accept custody.
+"""Baton's partner-side client: sign requests, post updates, pass and accept custody, attach
+evidence and deliver.
 
 It depends on nothing of the Baton server, so a partner can install and ship it alone::
 
@@ -7,6 +8,7 @@ It depends on nothing of the Baton server, so a partner can install and ship it 
     signer = BatonSigner.from_key_file("lh-2026-11", "lh.key")
     with BatonClient("https://baton.example", signer) as baton:
         baton.post_update("BAG-7KQ3X9M", status="located", message="Your bag is in Frankfurt.")
+        baton.attach("BAG-7KQ3X9M", "bag.jpg", kind="photo", note="Bag found at FRA belt 3")
 """
 
 from ._auth import BatonSigner

@@ -4,6 +4,10 @@ Both clients share one description of each call (``_Call``) and one retry policy
 only in how they send and how they wait. Every POST carries an ``Idempotency-Key`` that stays
 the same across retries, so a retry after a lost answer returns the first response instead of
 posting the update twice; the signer re-signs each attempt with a fresh nonce.
+
+Uploads (attachments, proof of delivery) are ``multipart/form-data`` bodies encoded once, when
+the call is described: each attempt sends those same bytes in chunks, reporting progress, and the
+signer's ``Content-Digest`` is computed over them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from ._exceptions import BatonTransportError, api_error
+from ._multipart import ChunkedBody, FileInput, FilePart, Multipart, Progress, encode_multipart, file_part
 
 # Gateways and overloaded servers answer these while Baton itself may be fine a moment later.
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -37,6 +42,8 @@ class _Call:
     method: str
     path: str
     json: dict[str, Any] | None = None
+    upload: Multipart | None = None
+    progress: Progress | None = None
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -66,13 +73,13 @@ def _iso_duration(value: timedelta | str) -> str:
     return f"P{date_part}" + (f"T{time_part}" if time_part else "")
 
 
-def _post(path: str, body: dict[str, Any], idempotency_key: str | None) -> _Call:
-    return _Call(
-        method="POST",
-        path=path,
-        json=body,
-        headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
-    )
+def _post(
+    path: str, body: dict[str, Any] | Multipart, idempotency_key: str | None, progress: Progress | None = None
+) -> _Call:
+    headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+    if isinstance(body, Multipart):
+        return _Call(method="POST", path=path, upload=body, progress=progress, headers=headers)
+    return _Call(method="POST", path=path, json=body, headers=headers)
 
 
 def _post_update_call(
@@ -115,6 +122,73 @@ def _cases_call(*, status: str | None, cursor: str | None, limit: int | None) ->
     return _Call(method="GET", path="/v1/cases", params={k: v for k, v in params.items() if v is not None})
 
 
+def _attach_call(
+    ref: str,
+    file: FileInput,
+    *,
+    kind: str,
+    note: str | None,
+    visibility: str | None,
+    filename: str | None,
+    content_type: str | None,
+    progress: Progress | None,
+    idempotency_key: str | None,
+) -> _Call:
+    texts = {"kind": kind, "note": note, "visibility": visibility}
+    fields: dict[str, str | FilePart] = {name: value for name, value in texts.items() if value is not None}
+    # The file goes last, so a server reading the stream knows what it is before it arrives.
+    fields["file"] = file_part(file, filename=filename, content_type=content_type, default_name="attachment")
+    return _post(f"/v1/cases/{_segment(ref)}/attachments", encode_multipart(fields), idempotency_key, progress)
+
+
+def _attachments_call(ref: str, *, cursor: str | None) -> _Call:
+    params = {} if cursor is None else {"cursor": cursor}
+    return _Call(method="GET", path=f"/v1/cases/{_segment(ref)}/attachments", params=params)
+
+
+def _attachment_call(ref: str, attachment_id: str) -> _Call:
+    return _Call(method="GET", path=f"/v1/cases/{_segment(ref)}/attachments/{_segment(attachment_id)}")
+
+
+def _accept_delivery_call(ref: str, *, idempotency_key: str | None) -> _Call:
+    return _post(f"/v1/cases/{_segment(ref)}/delivery/accept", {}, idempotency_key)
+
+
+def _deliver_call(
+    ref: str,
+    *,
+    photo: FileInput | None,
+    signature: FileInput | None,
+    pin: str | None,
+    bag_tag: str | None,
+    progress: Progress | None,
+    idempotency_key: str | None,
+) -> _Call:
+    texts = {"pin": pin, "bag_tag": bag_tag}
+    fields: dict[str, str | FilePart] = {name: value for name, value in texts.items() if value is not None}
+    files = {"photo": photo, "signature": signature}
+    fields |= {name: file_part(file, default_name=name) for name, file in files.items() if file is not None}
+    if not fields:
+        raise ValueError("proof of delivery needs at least one of photo, signature, pin or bag_tag")
+    return _post(f"/v1/cases/{_segment(ref)}/delivery/proof", encode_multipart(fields), idempotency_key, progress)
+
+
+def _request(http: httpx.Client | httpx.AsyncClient, call: _Call) -> httpx.Request:
+    """The request for one attempt at ``call``.
+
+    An upload's request is built around its prebuilt bytes, so ``request.content`` (what the
+    signer digests) is exactly those bytes; its stream is then swapped for one sending the same
+    bytes in chunks with progress. httpx reads ``content`` without touching the stream, so the
+    Content-Digest covers, byte for byte, what goes on the wire.
+    """
+    if call.upload is None:
+        return http.build_request(call.method, call.path, json=call.json, params=call.params, headers=call.headers)
+    headers = call.headers | {"Content-Type": call.upload.content_type}
+    request = http.build_request(call.method, call.path, content=call.upload.body, params=call.params, headers=headers)
+    request.stream = ChunkedBody(call.upload.body, call.progress)
+    return request
+
+
 def _backoff(attempt: int) -> float:
     """Seconds to wait before retry number ``attempt + 1``: 0.5, 1, 2, 4, ..."""
     return _BACKOFF_BASE_SECONDS * 2.0**attempt
@@ -122,8 +196,14 @@ def _backoff(attempt: int) -> float:
 
 def _result(response: httpx.Response) -> dict[str, Any]:
     """The JSON body of a 2xx answer, or the problem it carries as an exception."""
+    answer = _checked(response)
+    return answer.json() if answer.content else {}
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    """A 2xx answer as it is, or the problem it carries as an exception."""
     if response.is_success:
-        return response.json() if response.content else {}
+        return response
     try:
         problem = response.json()
     except ValueError:
@@ -237,14 +317,98 @@ class BatonClient:
         """A case's timeline as this partner may see it (no ``internal`` events)."""
         return self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/events"))
 
+    def attach(
+        self,
+        ref: str,
+        file: FileInput,
+        *,
+        kind: str,
+        note: str | None = None,
+        visibility: str | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+        progress: Progress | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file (a path, or bytes) as evidence on a case; returns the attachment.
+
+        ``kind`` is ``photo``, ``receipt``, ``document`` or ``proof_of_delivery``; ``visibility``
+        is ``public``, ``parties`` or ``internal``, Baton's default when omitted. The content type
+        is guessed from the file name unless given. ``progress(sent_bytes, total_bytes)`` is called
+        as the body goes out, from zero again if a retry sends it again.
+        """
+        return self._perform(
+            _attach_call(
+                ref,
+                file,
+                kind=kind,
+                note=note,
+                visibility=visibility,
+                filename=filename,
+                content_type=content_type,
+                progress=progress,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def attachments(self, ref: str, *, cursor: str | None = None) -> dict[str, Any]:
+        """One page of a case's attachments this partner may see: ``{"items": [...], "next_cursor": ...}``."""
+        return self._perform(_attachments_call(ref, cursor=cursor))
+
+    def attachment(self, ref: str, attachment_id: str) -> bytes:
+        """The bytes of one attachment."""
+        return _checked(self._send(_attachment_call(ref, attachment_id))).content
+
+    def delivery(self, ref: str) -> dict[str, Any]:
+        """The case's delivery request: ``state``, ``window``, ``collect_at``, ``address``..."""
+        return self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/delivery"))
+
+    def delivery_slots(self, ref: str) -> dict[str, Any]:
+        """The delivery windows on offer: ``{"items": [{"start": ..., "end": ...}]}``."""
+        return self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/delivery/slots"))
+
+    def accept_delivery(self, ref: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Take on a delivery, as its courier; returns the delivery."""
+        return self._perform(_accept_delivery_call(ref, idempotency_key=idempotency_key))
+
+    def deliver(
+        self,
+        ref: str,
+        *,
+        photo: FileInput | None = None,
+        signature: FileInput | None = None,
+        pin: str | None = None,
+        bag_tag: str | None = None,
+        progress: Progress | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Record proof of delivery, as the courier; returns ``seq``, ``state`` and ``attachments``.
+
+        Give any of ``photo`` and ``signature`` (an image of it), each a path or bytes, ``pin`` and
+        ``bag_tag``; only those given are sent. A wrong PIN or tag is a ``BatonAPIError`` (422).
+        """
+        return self._perform(
+            _deliver_call(
+                ref,
+                photo=photo,
+                signature=signature,
+                pin=pin,
+                bag_tag=bag_tag,
+                progress=progress,
+                idempotency_key=idempotency_key,
+            )
+        )
+
     def _perform(self, call: _Call) -> dict[str, Any]:
+        """Send ``call`` and return its JSON answer, or raise the problem it carries."""
+        return _result(self._send(call))
+
+    def _send(self, call: _Call) -> httpx.Response:
         """Send ``call``, retrying transient failures; each attempt is a new, newly signed request."""
         attempt = 0
         while True:
             try:
-                response = self._http.request(
-                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
-                )
+                response = self._http.send(_request(self._http, call))
             except _TRANSIENT_ERRORS as exc:
                 if attempt >= self._retries:
                     raise BatonTransportError(f"{call.method} {call.path}: {exc}") from exc
@@ -252,7 +416,7 @@ class BatonClient:
                 raise BatonTransportError(f"{call.method} {call.path}: {exc}") from exc
             else:
                 if response.status_code not in RETRY_STATUSES or attempt >= self._retries:
-                    return _result(response)
+                    return response
             self._sleep(_backoff(attempt))
             attempt += 1
 
@@ -357,14 +521,98 @@ class AsyncBatonClient:
         """A case's timeline as this partner may see it (no ``internal`` events)."""
         return await self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/events"))
 
+    async def attach(
+        self,
+        ref: str,
+        file: FileInput,
+        *,
+        kind: str,
+        note: str | None = None,
+        visibility: str | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+        progress: Progress | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file (a path, or bytes) as evidence on a case; returns the attachment.
+
+        ``kind`` is ``photo``, ``receipt``, ``document`` or ``proof_of_delivery``; ``visibility``
+        is ``public``, ``parties`` or ``internal``, Baton's default when omitted. The content type
+        is guessed from the file name unless given. ``progress(sent_bytes, total_bytes)`` is called
+        as the body goes out, from zero again if a retry sends it again.
+        """
+        return await self._perform(
+            _attach_call(
+                ref,
+                file,
+                kind=kind,
+                note=note,
+                visibility=visibility,
+                filename=filename,
+                content_type=content_type,
+                progress=progress,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def attachments(self, ref: str, *, cursor: str | None = None) -> dict[str, Any]:
+        """One page of a case's attachments this partner may see: ``{"items": [...], "next_cursor": ...}``."""
+        return await self._perform(_attachments_call(ref, cursor=cursor))
+
+    async def attachment(self, ref: str, attachment_id: str) -> bytes:
+        """The bytes of one attachment."""
+        return _checked(await self._send(_attachment_call(ref, attachment_id))).content
+
+    async def delivery(self, ref: str) -> dict[str, Any]:
+        """The case's delivery request: ``state``, ``window``, ``collect_at``, ``address``..."""
+        return await self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/delivery"))
+
+    async def delivery_slots(self, ref: str) -> dict[str, Any]:
+        """The delivery windows on offer: ``{"items": [{"start": ..., "end": ...}]}``."""
+        return await self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/delivery/slots"))
+
+    async def accept_delivery(self, ref: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Take on a delivery, as its courier; returns the delivery."""
+        return await self._perform(_accept_delivery_call(ref, idempotency_key=idempotency_key))
+
+    async def deliver(
+        self,
+        ref: str,
+        *,
+        photo: FileInput | None = None,
+        signature: FileInput | None = None,
+        pin: str | None = None,
+        bag_tag: str | None = None,
+        progress: Progress | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Record proof of delivery, as the courier; returns ``seq``, ``state`` and ``attachments``.
+
+        Give any of ``photo`` and ``signature`` (an image of it), each a path or bytes, ``pin`` and
+        ``bag_tag``; only those given are sent. A wrong PIN or tag is a ``BatonAPIError`` (422).
+        """
+        return await self._perform(
+            _deliver_call(
+                ref,
+                photo=photo,
+                signature=signature,
+                pin=pin,
+                bag_tag=bag_tag,
+                progress=progress,
+                idempotency_key=idempotency_key,
+            )
+        )
+
     async def _perform(self, call: _Call) -> dict[str, Any]:
+        """Send ``call`` and return its JSON answer, or raise the problem it carries."""
+        return _result(await self._send(call))
+
+    async def _send(self, call: _Call) -> httpx.Response:
         """Send ``call``, retrying transient failures; each attempt is a new, newly signed request."""
         attempt = 0
         while True:
             try:
-                response = await self._http.request(
-                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
-                )
+                response = await self._http.send(_request(self._http, call))
             except _TRANSIENT_ERRORS as exc:
                 if attempt >= self._retries:
                     raise BatonTransportError(f"{call.method} {call.path}: {exc}") from exc
@@ -372,6 +620,6 @@ class AsyncBatonClient:
                 raise BatonTransportError(f"{call.method} {call.path}: {exc}") from exc
             else:
                 if response.status_code not in RETRY_STATUSES or attempt >= self._retries:
-                    return _result(response)
+                    return response
             await self._sleep(_backoff(attempt))
             attempt += 1

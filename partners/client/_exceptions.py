@@ -4,7 +4,7 @@
     ├── BatonTransportError     the network failed, and kept failing after the retries
     └── BatonAPIError           Baton answered with a non-2xx status and an RFC 9457 problem
         ├── BatonAuthError      401: the signature, key id, clock or nonce was rejected
-        ├── BatonNotFound       404: no such case or handoff, or not visible to this partner
+        ├── BatonNotFound       404: no such case, handoff or attachment, or not visible to this partner
         └── BatonConflict       409: the case's state forbids it now, or an idempotent twin is in flight
 
 Any other status (400, 403, 422, 429, 5xx once retries are spent) is a plain ``BatonAPIError``;
@@ -54,7 +54,7 @@ class BatonAuthError(BatonAPIError):
 
 
 class BatonNotFound(BatonAPIError):
-    """404: the case or handoff does not exist, or this partner is not a party to it."""
+    """404: the case, handoff or attachment does not exist, or this partner is not a party to it."""
 
 
 class BatonConflict(BatonAPIError):

@@ -3,6 +3,8 @@
 Configuration comes from options or the environment (``BATON_URL``, ``BATON_KEYID``,
 ``BATON_KEY_FILE``, ``BATON_ALG``, ``BATON_PARTNER``), so a cron job or a shell session sets it
 once. Errors print Baton's problem title and detail to stderr and exit 1, never a traceback.
+Answers are printed to stdout as JSON; an upload's progress bar goes to stderr, and only on a
+terminal, so output piped to another program stays clean.
 
 Tests and programs embedding the CLI can route its requests through any httpx transport by
 passing it as Click's context object: ``CliRunner().invoke(app, args, obj=transport)``.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +24,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from ._auth import BatonSigner
@@ -31,7 +34,7 @@ from ._keys import generate_ed25519_keypair
 
 app = typer.Typer(
     name="baton-partner",
-    help="Post updates to Baton and manage custody handoffs, as a partner.",
+    help="Post updates to Baton, manage custody handoffs, attach evidence and deliver, as a partner.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -112,6 +115,24 @@ def _echo_json(document: dict[str, Any]) -> None:
 
 def _time_option(help_text: str) -> Any:
     return typer.Option(parser=_parse_time, metavar="RFC3339", help=help_text)
+
+
+def _file_option(help_text: str) -> Any:
+    return typer.Option(exists=True, dir_okay=False, readable=True, metavar="FILE", help=help_text)
+
+
+@contextmanager
+def _upload_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar with bytes sent and speed, on stderr when it is a terminal; yields the callback."""
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(sent: int, total: int) -> None:
+            bar.update(task, completed=sent, total=total)
+
+        yield advance
 
 
 @app.command()
@@ -197,6 +218,63 @@ def accept_handoff(
     with _reporting_errors(), _open_client(ctx.obj) as baton:
         handoff = baton.accept_handoff(ref, handoff_id)
     _echo_json(handoff)
+
+
+@app.command()
+def attach(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file to upload.")],
+    kind: Annotated[str, typer.Option(help="photo, receipt, document or proof_of_delivery.")],
+    note: Annotated[str | None, typer.Option(help="What the file shows.")] = None,
+    visibility: Annotated[
+        str | None, typer.Option(help="public, parties or internal (Baton's default when omitted).")
+    ] = None,
+) -> None:
+    """Upload a file as evidence on a case and print the attachment."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton, _upload_progress(file.name) as progress:
+        attachment = baton.attach(ref, file, kind=kind, note=note, visibility=visibility, progress=progress)
+    _echo_json(attachment)
+
+
+@app.command()
+def delivery(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+) -> None:
+    """Print a case's delivery request: its state, window and address."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        found = baton.delivery(ref)
+    _echo_json(found)
+
+
+@app.command("accept-delivery")
+def accept_delivery(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+) -> None:
+    """Take on a case's delivery, as its courier, and print the delivery."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        accepted = baton.accept_delivery(ref)
+    _echo_json(accepted)
+
+
+@app.command()
+def deliver(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+    photo: Annotated[Path | None, _file_option("Photo of the item delivered.")] = None,
+    signature: Annotated[Path | None, _file_option("Image of the recipient's signature.")] = None,
+    pin: Annotated[str | None, typer.Option(help="The 4-digit PIN the recipient gave you.")] = None,
+    tag: Annotated[str | None, typer.Option(help="The bag tag number, e.g. 0016123456.")] = None,
+) -> None:
+    """Record proof of delivery, as the courier, and print the delivery event."""
+    if photo is None and signature is None and pin is None and tag is None:
+        raise typer.BadParameter("give at least one of --photo, --signature, --pin, --tag")
+    label = " + ".join(file.name for file in (photo, signature) if file is not None) or "proof of delivery"
+    with _reporting_errors(), _open_client(ctx.obj) as baton, _upload_progress(label) as progress:
+        proof = baton.deliver(ref, photo=photo, signature=signature, pin=pin, bag_tag=tag, progress=progress)
+    _echo_json(proof)
 
 
 def _own_party(case: dict[str, Any], partner: str | None) -> dict[str, Any]:
