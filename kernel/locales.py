@@ -229,6 +229,12 @@ class Words:
             return ""
         return format_datetime(self.local(moment), "EEE d MMM, HH:mm", locale=self.formats) + self.zone_suffix
 
+    def until(self, moment: dt.datetime | None) -> str:
+        """The end of a span that ``when`` began, on the status page: "20:00" (the same 24-hour clock)."""
+        if moment is None:
+            return ""
+        return format_datetime(self.local(moment), "HH:mm", locale=self.formats)
+
     def iso(self, moment: dt.datetime) -> str:
         """For ``<time datetime>``: ISO 8601 in the reader's zone, to the minute."""
         return self.local(moment).isoformat(timespec="minutes")

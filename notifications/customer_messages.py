@@ -28,7 +28,8 @@ from notifications.rendering import environment
 from notifications.sms_text import fit, is_gsm7, to_gsm7
 
 BRAND = "Baton"
-KINDS = ("opened", "update", "escalation", "resolution", "deadline")
+KINDS = ("opened", "update", "escalation", "resolution", "deadline", "delivery_confirmed", "out_for_delivery",
+         "delivered")
 SMS_MAX_SEGMENTS = 2
 
 
@@ -56,6 +57,10 @@ class CustomerView:
     chased_at: dt.datetime | None = None  # escalation: when we chased it (aware UTC)
     resolution: str | None = None  # resolution text
     now: dt.datetime | None = None  # render time: lets the SMS name a weekday instead of a date
+    eta: dt.datetime | None = None  # when a party expects the item to arrive (aware UTC)
+    window_start: dt.datetime | None = None  # delivery window (aware UTC)
+    window_end: dt.datetime | None = None
+    pin: str | None = None  # out for delivery: the PIN the driver asks for
 
 
 def resolve_locale(locale: str | None) -> str:
@@ -124,6 +129,9 @@ def _context(view: CustomerView, *, sms: bool) -> dict[str, object]:
     due = view.next_update_due
     if due is not None and view.now is not None and _utc(due) <= _utc(view.now):
         due = None  # overdue (the escalation case): a time in the past is no promise to repeat
+    eta = view.eta
+    if eta is not None and view.now is not None and _utc(eta) <= _utc(view.now):
+        eta = None  # a promise already past is not repeated as news
     return {
         "brand": BRAND,
         "lang": t.locale,
@@ -141,7 +149,18 @@ def _context(view: CustomerView, *, sms: bool) -> dict[str, object]:
         "next_update_when": _when(t, due, now=view.now if sms else None),
         "next_update_stamp": t.stamp(due),
         "chased_when": _when(t, view.chased_at, now=view.now if sms else None),
+        "eta_when": _when(t, eta, now=view.now if sms else None),
+        "eta_stamp": t.stamp(eta),
+        "window_when": _window(t, view.window_start, view.window_end, now=view.now if sms else None),
+        "pin": view.pin if view.pin and view.pin.isdigit() else None,
     }
+
+
+def _window(t: Words, start: dt.datetime | None, end: dt.datetime | None, *, now: dt.datetime | None) -> str | None:
+    """A delivery window for a sentence: "on Tuesday at 6:00 PM–8:00 PM"."""
+    if start is None or end is None:
+        return None
+    return f"{_when(t, start, now=now)}–{t.time(end)}"
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

@@ -30,6 +30,8 @@ class Partner(Base):
     # when its deliveries may be tried again. Only this partner's deliveries wait.
     webhook_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     webhook_paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A courier's delivery windows, "HH:MM-HH:MM" in its own time zone, offered for the next days.
+    delivery_slots: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
 class PartnerKey(Base):

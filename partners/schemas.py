@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
@@ -40,6 +40,9 @@ class CalendarIn(BaseModel):
         return self
 
 
+SlotWindow = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")]
+
+
 class PartnerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(description="Slug such as lh, ua, swissport-fra.", examples=["lh"])
@@ -53,6 +56,21 @@ class PartnerIn(BaseModel):
     escalate_after: Duration | None = None
     timezone: str = "UTC"
     calendar: CalendarIn | None = None
+    delivery_slots: list[SlotWindow] | None = Field(
+        default=None, max_length=12,
+        description="A courier's delivery windows (local \"HH:MM-HH:MM\"), offered to customers for the next days.",
+        examples=[["09:00-12:00", "18:00-20:00"]],
+    )
+
+    @field_validator("delivery_slots")
+    @classmethod
+    def _slots(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for window in value:
+                start, _, end = window.partition("-")
+                if start >= end:
+                    raise ValueError(f"delivery slot {window!r} must end after it starts, within one day")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -95,6 +113,7 @@ class PartnerOut(BaseModel):
     escalate_after: Duration | None
     timezone: str
     calendar: dict | None
+    delivery_slots: list[str] | None = None
     created_at: dt.datetime
     keys: list[KeyOut] = Field(default_factory=list)
     webhook_secret: str | None = Field(default=None, description="Returned once, when Baton generated it.")

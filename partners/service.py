@@ -46,6 +46,7 @@ async def register_partner(*, session: AsyncSession, payload: PartnerIn, now: dt
         escalate_after_seconds=int(payload.escalate_after.total_seconds()) if payload.escalate_after else None,
         timezone=payload.timezone,
         calendar=payload.calendar.model_dump(mode="json") if payload.calendar else None,
+        delivery_slots=payload.delivery_slots,
         created_at=now,
     )
     session.add(partner)
@@ -209,6 +210,7 @@ def partner_out(partner: Partner, keys: list[PartnerKey]) -> PartnerOut:
         escalate_after=dt.timedelta(seconds=partner.escalate_after_seconds) if partner.escalate_after_seconds else None,
         timezone=partner.timezone,
         calendar=partner.calendar,
+        delivery_slots=partner.delivery_slots,
         created_at=partner.created_at,
         keys=[key_out(k) for k in keys],
     )

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from partners.client import BatonSigner
 from tests.support.postgres import PostgresCluster, TemplateCopies, postgres_available
+from tests.support.s3_server import S3Server, running_s3_server
 from tests.support.smtp import SMTPSink
 from tests.support.twilio_double import TwilioDouble
 from tests.support.webhook_receiver import LOCAL_RECEIVERS
@@ -60,6 +61,21 @@ def pg_cluster() -> Iterator[PostgresCluster]:
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: install the postgresql package")
     with PostgresCluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-protocol server on loopback (moto's server mode), one per run, for the S3 store's tests."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_s3_server())
+        except Exception as exc:  # ImportError (moto not installed), RuntimeError, OSError
+            if IN_CI:
+                pytest.fail(f"the S3 test server (moto) is required in CI and did not start: {exc!r}")
+            pytest.skip(f"the S3 test server (moto) did not start: {exc!r}")
+        yield server
 
 
 async def _migrate(url: str) -> None:
@@ -178,7 +194,8 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def settings(db: Database, tmp_path: Path) -> Settings:
     return Settings(database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=None, workers_in_process=False,
-                    allowed_hosts=ALLOWED_HOSTS, webhook_allow_hosts=LOCAL_RECEIVERS)
+                    allowed_hosts=ALLOWED_HOSTS, webhook_allow_hosts=LOCAL_RECEIVERS,
+                    storage_url=f"file:{tmp_path / 'attachments'}")
 
 
 @pytest.fixture
@@ -275,7 +292,8 @@ PARTNER_SPECS = [
     {"id": "ua", "name": "United Airlines", "kind": "airline", "ops_email": "baggage@ua.example",
      "default_cadence": "PT6H", "timezone": "America/Chicago"},
     {"id": "swissport-fra", "name": "Swissport Frankfurt", "kind": "ground_handler", "timezone": "Europe/Berlin"},
-    {"id": "fastcourier", "name": "FastCourier", "kind": "courier", "default_cadence": "PT4H"},
+    {"id": "fastcourier", "name": "FastCourier", "kind": "courier", "default_cadence": "PT4H",
+     "delivery_slots": ["09:00-12:00", "18:00-20:00"]},
 ]
 
 

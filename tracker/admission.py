@@ -77,17 +77,22 @@ class Verified:
     write: bool
 
 
-async def verify_partner(*, request: Request, rt: Runtime, session: AsyncSession | None = None) -> Verified:
+async def verify_partner(
+    *, request: Request, rt: Runtime, session: AsyncSession | None = None, body_follows: bool = False
+) -> Verified:
     """Steps 1-3 for one signed request: 401 (or 429) unless its signature verifies.
 
     Needs the database only for key material it has not cached: through ``session`` when
     given, else through a short session of its own (behind the runtime's connection gate).
+    ``body_follows``: an upload, verified before its body is read; the signature must cover
+    ``content-digest``, which the caller checks against the body as it streams in
+    (``tracker.web.uploads``). The kept signature then has no body, like an erased one.
     """
     headers = request.headers
     signed = parse_signature_headers(headers)
     limit, at = rt.limits.partner_requests, rt.limits.now()
     limit.check(signed.keyid, at, detail=f"Too many requests for key {signed.keyid}; slow down.")
-    body = await request.body()
+    body = b"" if body_follows else await request.body()
     material = rt.keys.material(signed.keyid)
     if material is None:
         if session is not None:
@@ -102,12 +107,14 @@ async def verify_partner(*, request: Request, rt: Runtime, session: AsyncSession
     verified = verify_request(
         method=request.method, target_uri=target_uri(request, rt.settings), headers=headers, body=body,
         signed=signed, material=material, now=now.timestamp(), max_skew=rt.settings.signature_max_skew_seconds,
-        max_future=rt.settings.signature_max_future_seconds, keys=rt.keys,
+        max_future=rt.settings.signature_max_future_seconds, keys=rt.keys, digest_checked=body_follows,
     )
     limit.hit(signed.keyid, at)
     write = request.method not in SAFE_METHODS
-    principal = Principal(kind="partner", name=material.partner_id, partner_id=material.partner_id,
-                          signature=verified.record(body) if write else None)
+    kept = verified.record(body) if write else None
+    if kept is not None and body_follows:
+        kept["body"] = None  # an upload: its Content-Digest is kept, its bytes are not (files are kept by digest)
+    principal = Principal(kind="partner", name=material.partner_id, partner_id=material.partner_id, signature=kept)
     nonce = SpentNonce(signed.keyid, signed.nonce, now + dt.timedelta(seconds=2 * rt.settings.signature_max_skew_seconds))
     return Verified(principal=principal, nonce=nonce, write=write)
 

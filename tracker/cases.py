@@ -64,6 +64,8 @@ def case_out(case: Case, parties: list[Party], *, principal: Principal, ctype: C
         resolution=case.resolution,
         deadline_at=case.deadline_at,
         satisfaction=case.satisfaction,
+        eta=case.eta,
+        eta_first=case.eta_first,
         last_seq=case.last_seq,
         last_hash=case.last_hash,
     )

@@ -199,11 +199,21 @@ def verify(ref: str) -> None:
 @app.command()
 def erase(ref: str, yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
     """Erase the customer's personal data from a case (GDPR); the timeline still verifies."""
-    from tracker.erasure import erase_customer, forget_old_pages
+    from kernel.storage import open_store
+    from tracker.erasure import delete_erased_files, erase_customer, forget_old_pages
 
     if not yes:
         typer.confirm(f"Erase the customer's name, phone, email and messages from {ref}?", abort=True)
     done = _run(lambda s: erase_customer(session=s, ref=ref, actor="staff:cli", now=_now()))
+
+    async def delete_files(session: AsyncSession) -> int:
+        store = open_store(get_settings())
+        try:
+            return await delete_erased_files(session=session, store=store, ref=ref)
+        finally:
+            await store.close()
+
+    done["files_deleted"] = _run(delete_files, commit=False)
     # Committed: now the old page images can leave SQLite's WAL file as well.
     if not _run(lambda s: forget_old_pages(engine=s.bind), commit=False) and get_settings().is_sqlite:
         err.print("[yellow]warning:[/yellow] the WAL checkpoint was busy; old pages may stay in the -wal file "

@@ -32,10 +32,13 @@ from partners.models import Partner
 from tracker.casetypes import case_type
 from kernel.config import Settings
 from kernel.db import settings_of
-from tracker.models import Case, Party
+from tracker.models import Case, Delivery, Party
 from tracker.parties import UNWATCHED
 
-KIND_RANK = {"update": 0, "opened": 1, "escalation": 2, "deadline": 3, "resolution": 4}
+KIND_RANK = {"update": 0, "delivery_confirmed": 1, "opened": 1, "escalation": 2, "deadline": 3, "resolution": 4,
+             "out_for_delivery": 5, "delivered": 6}
+# Sent at once, never held for the coalescing window: the driver is on the way, or has been.
+URGENT_KINDS = frozenset({"out_for_delivery", "delivered"})
 
 
 def _contact(case: Case, channel: str) -> str | None:
@@ -68,18 +71,23 @@ async def notify_customer(
     kind: str,
     now: dt.datetime,
     trigger: dict[str, Any] | None = None,
+    urgent: bool = False,
 ) -> int:
-    """Queue (or merge into a waiting) customer message on each of the customer's channels."""
+    """Queue (or merge into a waiting) customer message on each of the customer's channels.
+
+    ``urgent`` (out for delivery, delivered): a message of its own, due at once.
+    """
     settings = settings_of(session)  # the runtime's, carried by the session (kernel.db)
     queued = 0
     entry = {"kind": kind, "at": now.isoformat(), **(trigger or {})}
+    at_once = urgent or kind == "opened"
     for channel in case.customer_channels or []:
         recipient = _contact(case, channel)
         if recipient is None:
             continue
-        if kind != "opened" and await _merge(session, case, channel, entry, now):
+        if not at_once and await _merge(session, case, channel, entry, now):
             continue
-        window = dt.timedelta(seconds=0 if kind == "opened" else settings.coalesce_seconds)
+        window = dt.timedelta(seconds=0 if at_once else settings.coalesce_seconds)
         queued += await enqueue(
             session=session, channel=channel, audience="customer", kind=f"customer.{kind}", recipient=recipient,
             now=now, case_id=case.id, payload={"kind": kind, "triggers": [entry]}, not_before=now + window,
@@ -217,6 +225,10 @@ class CustomerRenderer:
         messages = [t["message"] for t in triggers if t.get("message")]
         escalation = next((t for t in reversed(triggers) if t.get("kind") == "escalation"), {})
         chased = escalation.get("chased_at")
+        window = next((t for t in reversed(triggers) if t.get("window_start")), {})
+        pin = None
+        if kind == "out_for_delivery":  # read at send time: the PIN is never copied into the outbox payload
+            pin = await session.scalar(select(Delivery.pin).where(Delivery.case_id == case.id))
         return CustomerView(
             kind=kind,
             ref=case.ref,
@@ -233,6 +245,10 @@ class CustomerRenderer:
             chased_at=dt.datetime.fromisoformat(chased) if chased else None,
             resolution=case.resolution if kind == "resolution" else None,
             now=now,
+            eta=case.eta,
+            window_start=dt.datetime.fromisoformat(window["window_start"]) if window else None,
+            window_end=dt.datetime.fromisoformat(window["window_end"]) if window else None,
+            pin=pin,
         )
 
 

@@ -6,6 +6,11 @@ case; Lufthansa found the bag with the help of Swissport, its ground handler in 
 flew it to New York; United took custody at JFK and handed it to FastCourier for delivery.
 FastCourier accepted, said the bag was out for delivery, and has been silent since.
 
+Ada's second bag (tag 0016123457) took the same way one flight earlier and shows the delivery
+Baton arranges: from her status page Ada asked for delivery to her hotel between 18:00 and 20:00
+(one of FastCourier's published slots), FastCourier accepted, went out with her PIN sent to her
+phone, and delivered with a photo of the bag at the front desk, her PIN and the scanned tag.
+
 Every partner update is signed with the partner's own Ed25519 key (written to ``var/demo-keys``)
 exactly as a partner's client would sign it, so ``baton verify`` checks real signatures, and the
 keys can be used with ``baton-partner`` against the running demo.
@@ -14,19 +19,27 @@ keys can be used with ``baton-partner`` against the running demo.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
+from PIL import Image, ImageDraw
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db import settings_of
+from kernel.storage import BlobStore, open_store
 from partners import service as partner_service
+from partners.models import Partner
 from partners.client import BatonSigner, generate_ed25519_keypair, load_private_key, public_key_pem
 from partners.schemas import KeyIn, PartnerIn
 from partners.signatures import KeyCache, KeyMaterial, parse_signature_headers, verify_request
-from tracker import cases, handoffs, updates
+from tracker import access, cases, delivery, evidence, handoffs, updates
+from tracker.delivery import DeliveryRequestIn
 from tracker.principals import Principal, create_staff_token
 from tracker.schemas import AcceptIn, CaseIn, EventIn, HandoffIn
 
@@ -39,8 +52,12 @@ PARTNERS = [
      "ops_email": "fra-lostandfound@swissport.example", "default_cadence": "PT12H", "timezone": "Europe/Berlin",
      "calendar": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}},
     {"id": "fastcourier", "name": "FastCourier", "kind": "courier", "ops_email": "dispatch@fastcourier.example",
-     "ops_phone": "+12125550199", "default_cadence": "PT4H", "timezone": "America/New_York"},
+     "ops_phone": "+12125550199", "default_cadence": "PT4H", "timezone": "America/New_York",
+     "delivery_slots": ["09:00-12:00", "14:00-17:00", "18:00-20:00"]},
 ]
+HOTEL = {"address": {"line1": "The Langham, 250 Franklin Street", "city": "Boston", "postcode": "02110",
+                     "country": "US"},
+         "phone": "+14155550100", "instructions": "Leave it with the front desk; the room is under Lovelace."}
 
 
 @dataclass
@@ -94,8 +111,12 @@ class _Signer:
         return Principal(kind="partner", name=partner_id, partner_id=partner_id, signature=verified.record(raw))
 
 
-async def seed(*, session: AsyncSession, now: dt.datetime, base_url: str, var_dir: Path) -> DemoResult:
-    """Seed partners, keys, a demo admin token and the story. Safe to call only on an empty database."""
+async def seed(*, session: AsyncSession, now: dt.datetime, base_url: str, var_dir: Path,
+               store: BlobStore | None = None) -> DemoResult:
+    """Seed partners, keys, a demo admin token and the story. Safe to call only on an empty database.
+
+    ``store``: where the delivery photo goes (default: the one the session's settings name).
+    """
     keys_dir = var_dir / "demo-keys"
     keys_dir.mkdir(parents=True, exist_ok=True)
     signer = _Signer(keys_dir, base_url)
@@ -187,11 +208,114 @@ async def seed(*, session: AsyncSession, now: dt.datetime, base_url: str, var_di
                  next_update_by=(t + dt.timedelta(hours=4)).isoformat())
     # FastCourier has been silent since: its update was due four hours later.
 
-    extra = await _background_cases(session=session, staff=staff, sign=as_partner, now=now, base_url=base_url)
+    own_store = store is None
+    store = store or open_store(settings_of(session))
+    try:
+        second = await _second_bag(session=session, sign=as_partner, start=start, now=now, base_url=base_url,
+                                   store=store)
+    finally:
+        if own_store:
+            await store.close()
+    extra = [second, *await _background_cases(session=session, staff=staff, sign=as_partner, now=now,
+                                              base_url=base_url)]
     admin_token = await create_staff_token(session=session, name="demo-admin", role="admin", now=now)
     await session.flush()
     return DemoResult(ref=ref, status_url=case.status_url or "", admin_token=admin_token, keys_dir=keys_dir,
                       extra_refs=extra)
+
+
+async def _second_bag(
+    *, session: AsyncSession, sign: Any, start: dt.datetime, now: dt.datetime, base_url: str, store: BlobStore
+) -> str:
+    """Ada's second bag: delivered to her hotel in the evening slot she chose, with a photo and her PIN."""
+    opening = {
+        "type": "baggage",
+        "title": "Second delayed bag, LH400 FRA-JFK then UA123",
+        "customer": {"name": "Ada Lovelace", "phone": "+14155550100", "email": "ada@example.com",
+                     "locale": "en", "timezone": "America/New_York"},
+        "owner": "ua",
+        "parties": [
+            {"partner": "ua", "role": "owner"},
+            {"partner": "lh", "role": "carrier", "responsible": True, "cadence": "PT6H"},
+            {"partner": "fastcourier", "role": "courier"},
+        ],
+        "external_refs": {"worldtracer": "JFKUA12346", "bag_tag": "0016123457"},
+    }
+    t = start + dt.timedelta(minutes=5)
+    case = await cases.open_case(session=session, principal=await sign("ua", "/v1/cases", opening, t),
+                                 payload=CaseIn.model_validate(opening), now=t, base_url=base_url)
+    ref = case.ref
+
+    async def update(partner_id: str, at: dt.datetime, **fields: Any) -> None:
+        body = {k: v for k, v in fields.items() if v is not None}
+        await updates.post_update(session=session, principal=await sign(partner_id, f"/v1/cases/{ref}/events",
+                                                                       body, at),
+                                  ref=ref, payload=EventIn.model_validate(body), now=at)
+
+    t += dt.timedelta(hours=6)
+    await update("lh", t, status="located", location="FRA",
+                 message="Your second bag was found in Frankfurt and flies to New York on the next LH400.",
+                 eta=(t + dt.timedelta(hours=14)).isoformat())
+    t += dt.timedelta(hours=3)
+    await update("lh", t, status="in_transit", location="FRA", message="Your second bag is on LH400 to JFK.")
+    t += dt.timedelta(hours=10)
+    await update("lh", t, status="arrived", location="JFK",
+                 message="Your second bag is in New York. Tell us where and when to deliver it.")
+    # Ada chooses FastCourier's evening slot on her status page.
+    t += dt.timedelta(hours=1)
+    found = await access.load_case(session=session, principal=Principal(kind="staff", name="demo", role="admin"),
+                                   ref=ref, for_update=True)
+    courier = await session.get(Partner, "fastcourier")
+    assert courier is not None
+    evening = next(s for s in delivery.slots_of(courier, now=t)
+                   if s.start.astimezone(ZoneInfo(courier.timezone)).hour == 18)
+    await delivery.request_delivery(
+        session=session, case=found[0], actor="customer", now=t,
+        payload=DeliveryRequestIn.model_validate({**HOTEL, "window": {"start": evening.start, "end": evening.end}}),
+    )
+    t += dt.timedelta(minutes=25)
+    path = f"/v1/cases/{ref}/delivery"
+    await delivery.accept_delivery(session=session, principal=await sign("fastcourier", f"{path}/accept", {}, t),
+                                   ref=ref, now=t)
+    t = evening.start + dt.timedelta(minutes=10)
+    await update("fastcourier", t, status="out_for_delivery", message="Your bag is on the van to your hotel.",
+                 eta=(evening.start + dt.timedelta(hours=1)).isoformat())
+    current = await delivery.of_case(session, found[0])
+    assert current is not None and current.pin is not None
+    t = evening.start + dt.timedelta(minutes=68)
+    kept = await _door_photo(store)
+    proof_body = {"pin": current.pin, "bag_tag": "0016123457", "photo": kept.original_sha256}
+    courier_principal = await sign("fastcourier", f"{path}/proof", proof_body, t)
+    attachment = await evidence.record(
+        session=session, case=found[0], kept=kept, kind="proof_of_delivery", visibility="public", note=None,
+        actor=courier_principal.actor, partner_id="fastcourier", now=t,
+    )
+    await delivery.complete(
+        session=session, case=found[0], delivery=current, principal=courier_principal, pin=current.pin,
+        bag_tag="0016123457", now=t,
+        attachments=[{"role": "photo", "id": attachment.id, "sha256": attachment.sha256}],
+    )
+    assert t < now, "the second bag is delivered before the demo's present"
+    return ref
+
+
+async def _door_photo(store: BlobStore) -> evidence.Kept:
+    """A drawn photo of the bag at the hotel desk, with the GPS position a phone would add (Baton strips it)."""
+    image = Image.new("RGB", (960, 720), (214, 205, 190))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 470, 960, 720), fill=(120, 82, 52))  # the desk
+    draw.rounded_rectangle((330, 170, 630, 520), radius=28, fill=(24, 62, 120))  # the suitcase
+    draw.rounded_rectangle((430, 120, 530, 180), radius=14, outline=(40, 40, 40), width=12)  # its handle
+    draw.rectangle((600, 330, 700, 380), fill=(250, 250, 250))  # the bag tag
+    exif = Image.Exif()
+    exif[0x0110] = "Courier phone"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2], gps[3], gps[4] = "N", (42.0, 21.0, 15.2), "W", (71.0, 3.0, 27.9)
+    with tempfile.TemporaryDirectory(prefix="baton-demo-") as folder:
+        path = Path(folder) / "door.jpg"
+        image.save(path, "JPEG", quality=85, exif=exif)
+        original = hashlib.sha256(path.read_bytes()).hexdigest()
+        return await evidence.keep(store=store, path=path, original_sha256=original, filename="door.jpg")
 
 
 async def _background_cases(

@@ -22,7 +22,11 @@
    carry the customer block and the parties' notes).
 9. An internal ``customer.erased`` event records that it happened, and by whom (once), and every
    party is told by a ``customer.erased`` webhook (once: its dedupe key is the case).
-10. After the caller commits, ``forget_old_pages`` checkpoints SQLite's WAL with TRUNCATE, so the
+10. The customer's attachments and the delivery proof are marked erased (their notes and file
+    names dropped, their digests kept in rows and events), the delivery request loses address,
+    phone and instructions; after the commit ``delete_erased_files`` deletes the objects that no
+    live attachment shares (``tracker.evidence``).
+11. After the caller commits, ``forget_old_pages`` checkpoints SQLite's WAL with TRUNCATE, so the
     old page images leave the ``-wal`` file too.
 """
 
@@ -39,7 +43,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from notifications.models import Notification
 from tracker import announce
 from kernel.errors import NotFound
-from tracker.models import Case, Event, ExternalRef, Handoff, IdempotencyRecord, Party
+from kernel.storage import BlobStore
+from tracker import evidence
+from tracker.delivery import erase as erase_delivery
+from tracker.models import Attachment, Case, Delivery, Event, ExternalRef, Handoff, IdempotencyRecord, Party
 from tracker.redaction import ERASED_TEXT, Redactor
 from tracker.refs import parse_ref
 from tracker.timeline import append_event
@@ -75,7 +82,14 @@ async def erase_customer(*, session: AsyncSession, ref: str, actor: str, now: dt
 
     bodies = signatures = 0
     for event in events:
-        body = dict(ERASED) if event.type in CUSTOMER_AUTHORED else redact.value(event.body)
+        if event.type in CUSTOMER_AUTHORED:
+            body = dict(ERASED)
+        elif event.type == "attachment.added" and event.actor == "customer":
+            # The file's digests stay (what the chain and any copy can be checked against); the note goes.
+            body = {k: v for k, v in event.body.items() if k != "note"}
+            body = {**body, **ERASED} if body != event.body else body
+        else:
+            body = redact.value(event.body)
         if body != event.body:
             event.body = body if body.get("_erased") else {**body, **ERASED}
             bodies += 1
@@ -91,6 +105,10 @@ async def erase_customer(*, session: AsyncSession, ref: str, actor: str, now: dt
     for external in (await session.scalars(select(ExternalRef).where(ExternalRef.case_id == case.id))).all():
         external.value = redact.text(external.value)[:100]
 
+    files = await evidence.erase_for_customer(session=session, case=case, now=now)
+    delivery = await session.scalar(select(Delivery).where(Delivery.case_id == case.id))
+    if delivery is not None:
+        erase_delivery(delivery)
     notes = await _erase_notifications(session, case, redact, now)
     replays = await _erase_idempotency_records(session, case, redact)
     if first_time:
@@ -102,12 +120,28 @@ async def erase_customer(*, session: AsyncSession, ref: str, actor: str, now: dt
                                    dedupe_key=f"customer.erased:{case.ref}")
     await session.flush()
     return {"events": bodies, "signatures": signatures, "notifications": notes, "idempotency_records": replays,
-            "parties_told": told}
+            "parties_told": told, "files": len(files)}
+
+
+async def delete_erased_files(*, session: AsyncSession, store: BlobStore, ref: str) -> int:
+    """After ``erase_customer`` commits: delete the erased files' objects (idempotent; run again after a crash)."""
+    parsed = parse_ref(ref)
+    case = await session.scalar(select(Case).where(Case.ref == (parsed.ref if parsed else ref.upper())))
+    if case is None:
+        raise NotFound(f"No case {ref!r}.")
+    rows = (await session.execute(
+        select(Attachment.sha256, Attachment.thumbnail_sha256)
+        .where(Attachment.case_id == case.id, Attachment.erased_at.is_not(None))
+    )).all()
+    digests = [d for row in rows for d in row if d]
+    return await evidence.delete_unreferenced(session=session, store=store, digests=digests)
 
 
 def _own_words(case: Case, events: Any) -> list[str]:
     words = [case.satisfaction_comment or ""]
     for event in events:
+        if event.type == "attachment.added" and event.actor == "customer" and isinstance(event.body, dict):
+            words.append(str(event.body.get("note") or ""))
         if event.type in CUSTOMER_AUTHORED and isinstance(event.body, dict):
             words += [str(event.body.get(key) or "") for key in ("message", "comment")]
     return [w for w in words if w.strip()]

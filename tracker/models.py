@@ -60,6 +60,9 @@ class Case(Base):
 
     # Set by `baton erase`: the customer's data is gone and the status link opens nothing.
     erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The latest expected arrival a party announced, and the first one (the promise scorecards hold it to).
+    eta: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    eta_first: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
@@ -149,6 +152,61 @@ class Event(Base):
         UniqueConstraint("case_id", "seq"),
         Index("ix_events_partner_id_type_received_at", "partner_id", "type", "received_at"),
     )
+
+
+class Attachment(Base):
+    """A file kept as evidence: stored by the digest of its cleaned bytes (``tracker.evidence``)."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # the attachment.added event
+    kind: Mapped[str] = mapped_column(String(20))
+    visibility: Mapped[str] = mapped_column(String(10))
+    # Who gave it: "customer", "partner:<id>" or "staff:<name>"; the customer's are erased with them.
+    actor: Mapped[str] = mapped_column(String(120))
+    partner_id: Mapped[str | None] = mapped_column(String(64))
+    from_customer: Mapped[bool] = mapped_column(Boolean, default=False)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    original_sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    thumbnail_sha256: Mapped[str | None] = mapped_column(String(64))
+    filename: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Delivery(Base):
+    """The customer's delivery request and its progress (``tracker.delivery`` moves its state)."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), unique=True)
+    state: Mapped[str] = mapped_column(String(20))
+    courier_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoffs.id"))
+    # Personal data: seen by staff, the owner and the courier only; erased with the customer.
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    instructions: Mapped[str | None] = mapped_column(Text)
+    collect_at: Mapped[str | None] = mapped_column(String(3))
+    window_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    window_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    requested_by: Mapped[str] = mapped_column(String(120))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    out_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    pin: Mapped[str | None] = mapped_column(String(8))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    proof: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class StaffToken(Base):

@@ -12,7 +12,7 @@ transaction (``tracker.groupcommit``):
    on the same in-memory rows. An update the case refuses raises and changes nothing; one that
    is not routine (the customer is told; a late, invited or released party) answers None, and
    every later update of that case in the batch waits for the general path too, so that each
-   sees the one before it.
+   sees the one before it. A status that moves a delivery (``tracker.delivery``) is not routine either.
 3. ``write``: the final state of each touched case and party and every new event, one statement
    each (one statement in all on PostgreSQL, the rows as JSON); stored idempotent responses ride along.
 
@@ -36,18 +36,19 @@ from kernel.db import (RowPlan, Statement, column_types, insert_json_sql, insert
 from tracker import idempotency, parties
 from tracker.access import not_found, signature_of
 from tracker.casetypes import case_type
+from tracker.delivery import MOVING_STATUSES
 from tracker.models import Case, Event, Party
 from tracker.parties import PartyState
 from tracker.principals import Principal
 from tracker.refs import parse_ref
 from tracker.schemas import EventIn
 from tracker.timeline import event_out, new_event
-from tracker.update_rules import checked_update
+from tracker.update_rules import apply_to_case, checked_update
 from tracker.watchdog import partner_rules
 
 _CASE, _PARTY, _EVENT = Case.__table__, Party.__table__, Event.__table__
 # What a routine update changes, besides inserting its event.
-CASE_CHANGES = ("status", "last_seq", "last_hash", "updated_at")
+CASE_CHANGES = ("status", "eta", "eta_first", "last_seq", "last_hash", "updated_at")
 PARTY_CHANGES = ("last_update_at", "promised_by", "next_update_due", "watch_at")
 
 
@@ -116,15 +117,14 @@ async def apply(session: AsyncSession, locked: Locked, update: RoutineUpdate) ->
     ctype = await case_type(session=session, code=case.type)
     checked = checked_update(case=case, party=party, ctype=ctype, principal=update.principal,
                              payload=update.payload, now=update.now)
-    if checked.tells_customer or party.state != PartyState.ON_TRACK:
+    if checked.tells_customer or party.state != PartyState.ON_TRACK or update.payload.status in MOVING_STATUSES:
         locked.held.add(case.id)
         return None
     rules = await partner_rules(session, party.partner_id)
     event = new_event(case=case, type="update", actor=update.principal.actor, partner_id=update.principal.partner_id,
                       visibility=checked.visibility, body=checked.body, now=update.now,
                       occurred_at=checked.occurred_at, signature=signature_of(update.principal))
-    if update.payload.status is not None:
-        case.status = update.payload.status
+    apply_to_case(case, update.payload)
     parties.spoke(party, now=update.now, promised=checked.promised, rules=rules)
     locked.events.append(event)
     locked.changed_cases[case.id] = case

@@ -118,6 +118,8 @@ class CaseOut(BaseModel):
     resolution: str | None
     deadline_at: dt.datetime | None
     satisfaction: str | None
+    eta: dt.datetime | None = Field(default=None, description="The latest expected arrival a party announced.")
+    eta_first: dt.datetime | None = Field(default=None, description="The first one: the promise it is held to.")
     last_seq: int
     last_hash: str
 
@@ -187,7 +189,7 @@ class HandoffOut(BaseModel):
     id: int
     from_: str | None = Field(serialization_alias="from", validation_alias="from")
     to: str
-    state: Literal["requested", "accepted"]
+    state: Literal["requested", "accepted", "withdrawn"]
     note: str | None
     requested_at: dt.datetime
     accept_by: dt.datetime

@@ -17,7 +17,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from partners.models import Partner
-from tracker import announce
+from tracker import announce, delivery, evidence
+from tracker.delivery import WindowOut
 from tracker.casetypes import case_type
 from kernel.errors import Conflict, NotFound
 from tracker.models import Case, Event, Party
@@ -26,7 +27,7 @@ from tracker.timeline import append_event
 
 TOKEN_MIN, TOKEN_MAX = 22, 64
 PUBLIC_TYPES = ("case.opened", "update", "handoff.accepted", "case.closed", "case.deadline", "customer.message",
-                "customer.confirmation")
+                "customer.confirmation", "delivery.accepted", "delivery.completed")
 
 
 class Holder(BaseModel):
@@ -52,6 +53,29 @@ class TimelineEntry(BaseModel):
     by_customer: bool = False
 
 
+class FileOut(BaseModel):
+    """A file the customer may see: their own, and the public ones (a delivery photo)."""
+
+    id: int
+    kind: str
+    content_type: str
+    size: int
+    thumbnail: bool
+    by_customer: bool
+    at: dt.datetime
+
+
+class DeliveryView(BaseModel):
+    """The customer's delivery: never the address (the page shows no personal data), the PIN once out."""
+
+    state: str
+    window: WindowOut | None
+    collect_at: str | None
+    courier: str
+    pin: str | None = Field(default=None, description="Out for delivery: give it to the driver.")
+    delivered_at: dt.datetime | None = None
+
+
 class StatusOut(BaseModel):
     ref: str
     case_type: str
@@ -69,6 +93,11 @@ class StatusOut(BaseModel):
     resolution: str | None
     satisfaction: Literal["satisfied", "dissatisfied"] | None
     can_confirm: bool = Field(description="The case is resolved and the customer has not answered yet.")
+    eta: dt.datetime | None = Field(default=None, description="When the item is expected (the latest promise).")
+    files: list[FileOut] = Field(default_factory=list)
+    delivery: DeliveryView | None = None
+    delivery_slots: list[WindowOut] = Field(default_factory=list)
+    can_request_delivery: bool = Field(default=False, description="A courier is on the case; the customer may ask.")
 
 
 class CustomerMessageIn(BaseModel):
@@ -98,7 +127,9 @@ async def case_for_token(*, session: AsyncSession, token: str, for_update: bool 
     raise NotFound("No such status page.")
 
 
-async def status_of(*, session: AsyncSession, case: Case, locale: str | None = None) -> StatusOut:
+async def status_of(
+    *, session: AsyncSession, case: Case, locale: str | None = None, now: dt.datetime | None = None
+) -> StatusOut:
     """Everything the customer may see, in their words (status labels in their locale)."""
     ctype = await case_type(session=session, code=case.type)
     tag = locale or case.customer_locale  # labels fall back through the locale registry: de-AT -> de -> en
@@ -129,6 +160,10 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
         )
     ).all()
     timeline = [entry for e in events if (entry := _entry(e, ctype.label, tag, names)) is not None]
+    files = [FileOut(id=a.id, kind=a.kind, content_type=a.content_type, size=a.size,
+                     thumbnail=a.thumbnail_sha256 is not None, by_customer=a.from_customer, at=a.created_at)
+             for a in await evidence.for_customer(session, case)]
+    wanted = await _delivery_view(session, case, names, now=now)
     return StatusOut(
         ref=case.ref,
         case_type=case.type,
@@ -146,7 +181,32 @@ async def status_of(*, session: AsyncSession, case: Case, locale: str | None = N
         resolution=case.resolution,
         satisfaction=case.satisfaction,  # type: ignore[arg-type]
         can_confirm=case.closed_at is not None and case.satisfaction is None,
+        eta=case.eta if case.closed_at is None else None,
+        files=files,
+        **wanted,
     )
+
+
+async def _delivery_view(session: AsyncSession, case: Case, names: dict[str, str], *,
+                         now: dt.datetime | None) -> dict[str, Any]:
+    """The delivery part of the page: the request's progress, and the slots while it can still be (re)chosen."""
+    current = await delivery.of_case(session, case)
+    view = None
+    if current is not None:
+        window = (WindowOut(start=current.window_start, end=current.window_end)
+                  if current.window_start and current.window_end else None)
+        view = DeliveryView(state=current.state, window=window, collect_at=current.collect_at,
+                            courier=names.get(current.courier_id, current.courier_id),
+                            pin=current.pin if current.state == delivery.DeliveryState.OUT_FOR_DELIVERY else None,
+                            delivered_at=current.delivered_at)
+    changeable = current is None or current.state in (delivery.DeliveryState.REQUESTED, delivery.DeliveryState.FAILED)
+    if case.closed_at is not None or not changeable or now is None:
+        return {"delivery": view, "delivery_slots": [], "can_request_delivery": False}
+    try:
+        offered = await delivery.slots(session=session, case=case, now=now)
+    except Conflict:  # no courier on the case yet
+        return {"delivery": view, "delivery_slots": [], "can_request_delivery": False}
+    return {"delivery": view, "delivery_slots": offered.items, "can_request_delivery": True}
 
 
 def _entry(event: Any, label: Any, lang: str | None, names: dict[str, str]) -> TimelineEntry | None:
@@ -159,6 +219,8 @@ def _entry(event: Any, label: Any, lang: str | None, names: dict[str, str]) -> T
                              by_customer=True, status=body.get("satisfaction"))
     if event.visibility != "public":
         return None
+    if event.type in ("delivery.accepted", "delivery.completed"):
+        return TimelineEntry(at=event.received_at, kind=event.type, holder=names.get(body.get("courier", "")))
     status = body.get("status")
     holder = names.get(body["to"]) if event.type == "handoff.accepted" and body.get("to") else None
     return TimelineEntry(

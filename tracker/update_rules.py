@@ -59,6 +59,20 @@ def checked_update(
     return Update(body=body, visibility=visibility, occurred_at=occurred, promised=promised, tells_customer=tells)
 
 
+def apply_to_case(case: Case, payload: EventIn) -> None:
+    """What an update changes on the case row: its status, and the expected arrival.
+
+    ``eta`` is the latest promise; ``eta_first`` keeps the first one, which scorecards hold the
+    party to (an ETA moved later is a promise not kept).
+    """
+    if payload.status is not None:
+        case.status = payload.status
+    if payload.eta is not None:
+        case.eta = payload.eta
+        if case.eta_first is None:
+            case.eta_first = payload.eta
+
+
 def _default_visibility(ctype: CaseTypeDef, payload: EventIn) -> str:
     if payload.message:
         return "public"

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.pagination import decode_cursor, encode_cursor
-from tracker import announce, parties, routine, trust
+from tracker import announce, delivery, parties, routine, trust
 from tracker.access import load_case, signature_of
 from tracker.casetypes import case_type
 from tracker.customer import notify_customer
@@ -29,7 +29,7 @@ from tracker.parties import PartyState
 from tracker.principals import Principal
 from tracker.schemas import EventIn, EventList
 from tracker.timeline import append_event, event_out
-from tracker.update_rules import checked_update
+from tracker.update_rules import apply_to_case, checked_update
 from tracker.watchdog import partner_rules
 
 
@@ -74,6 +74,8 @@ async def post_general_update(
         await trust.check_customer_message_quota(session=session, partner_id=principal.partner_id, now=now)
     if party is not None and party.state == PartyState.INVITED:
         await confirm_invitation(session=session, case=case, party=party, principal=principal, now=now)
+    if payload.status is not None:
+        await delivery.on_status(session=session, case=case, principal=principal, status=payload.status, now=now)
     event = append_event(
         session=session,
         case=case,
@@ -86,8 +88,7 @@ async def post_general_update(
         occurred_at=update.occurred_at,
         signature=signature_of(principal),
     )
-    if payload.status is not None:
-        case.status = payload.status
+    apply_to_case(case, payload)
     if update.tells_customer:
         trigger = {"status": case.status, "message": payload.message} if payload.message else {"status": case.status}
         await notify_customer(session=session, case=case, kind="update", now=now, trigger=trigger)

@@ -150,7 +150,7 @@ def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     clock = FrozenClock(START)
     settings = Settings(database_url=f"sqlite+aiosqlite:///{database}", admin_token=ADMIN_TOKEN,
-                        public_base_url=url, workers_in_process=False)
+                        public_base_url=url, workers_in_process=False, storage_url=f"file:{work / 'attachments'}")
     app = create_app(settings, clock=clock)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     loop = asyncio.new_event_loop()

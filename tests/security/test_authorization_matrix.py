@@ -114,6 +114,18 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "accept_case_invitation":   (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200, 200, 403),
     "decline_case_invitation":  (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200, 200, 403),
     "list_party_invitations":   (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
+    # evidence: any party that may write attaches (an invited one joins by it), every party reads
+    "add_case_attachment":      (401, 201, 201, 201, 404, 401, 401, 401, 201, 201, 201, 201, 403),
+    "list_case_attachments":    (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
+    "get_case_attachment":      (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
+    "get_case_attachment_thumbnail": (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
+    # delivery: C's courier is dhl (invited); the owner and staff ask, the courier accepts. The
+    # proof is the courier's (or staff's), and C's delivery is not out yet: 409 once they are let in
+    "get_case_delivery":        (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
+    "put_case_delivery":        (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
+    "list_case_delivery_slots": (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
+    "accept_case_delivery":     (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200, 200, 403),
+    "post_case_delivery_proof": (401, 403, 403, 403, 404, 401, 401, 401, 409, 409, 409, 409, 403),
 }  # fmt: skip
 
 # Routes the app serves outside the OpenAPI document, reviewed: HTML for customers and staff, and
@@ -137,6 +149,19 @@ CUSTOMER = {"name": "Ada Lovelace", "phone": "+14155550100", "email": "ada@examp
 OTHER_CUSTOMER = {"name": "Grace Hopper", "phone": "+14155550199", "email": "grace@example.net",
                   "locale": "en", "timezone": "America/New_York"}
 UNKNOWN_TOKEN = "AAAAAAAA" + "x" * 24  # well-formed, belongs to no case
+MULTIPART = object()  # the body of an upload route: built per request by ``_multipart_*``
+
+
+def _multipart_photo() -> tuple[bytes, str]:
+    from tests.tracker.test_evidence import multipart, photo_with_gps
+
+    return multipart({"file": ("photo.jpg", photo_with_gps(size=(64, 48)), "image/jpeg")}, {"kind": "photo"})
+
+
+def _multipart_proof() -> tuple[bytes, str]:
+    from tests.tracker.test_evidence import multipart
+
+    return multipart({"bag_tag": ("", b"", "text/plain")}, {"pin": "1234"})
 
 
 # ---------------------------------------------------------------- the operations, from the committed document
@@ -180,7 +205,7 @@ def test_matrix_has_a_row_for_every_documented_operation_and_no_other() -> None:
 def test_every_matrix_row_has_one_expected_answer_per_caller() -> None:
     for operation, row in MATRIX.items():
         assert len(row) == len(CALLERS), f"{operation}: {len(row)} cells for {len(CALLERS)} callers"
-        assert all(code in (200, 201, 204, 401, 403, 404) for code in row), f"{operation}: {row}"
+        assert all(code in (200, 201, 204, 401, 403, 404, 409) for code in row), f"{operation}: {row}"
 
 
 def test_committed_openapi_documents_exactly_the_operations_the_app_serves() -> None:
@@ -212,6 +237,7 @@ class Scene:
     token: str
     handoff_id: int
     case: dict[str, Any]
+    attachment_id: int
 
 
 class Matrix:
@@ -266,10 +292,19 @@ class Matrix:
         released = await self.world.as_admin("PATCH", f"/v1/cases/{case['ref']}/parties/ups",
                                              json_body={"released": True})
         assert released.status_code == 200, released.text
+        asked = await self.world.as_admin("PUT", f"/v1/cases/{case['ref']}/delivery", json_body={
+            "address": {"line1": "1 Hotel Plaza", "city": "Boston", "postcode": "02110", "country": "US"},
+            "phone": "+16175550142"})
+        assert asked.status_code == 200 and asked.json()["courier"] == "dhl", asked.text
+        body, ctype = _multipart_photo()
+        attached = await self.world.client.post(f"/v1/cases/{case['ref']}/attachments", content=body,
+                                                headers={**self.world.admin, "content-type": ctype})
+        assert attached.status_code == 201, attached.text
         handoff = await self.world.as_admin("POST", f"/v1/cases/{case['ref']}/handoffs",
                                             json_body={"to": "ua", "from": "lh", "note": "Forwarded on UA123"})
         assert handoff.status_code == 201, handoff.text
-        return Scene(case["ref"], case["status_url"].rsplit("/", 1)[1], handoff.json()["id"], case)
+        return Scene(case["ref"], case["status_url"].rsplit("/", 1)[1], handoff.json()["id"], case,
+                     attached.json()["id"])
 
     async def spare_key(self) -> str:
         keyid = f"fastcourier-spare-{next(self.counter)}"
@@ -294,7 +329,7 @@ class Matrix:
     async def fingerprint(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row Baton keeps, except spent nonces (a refused signed write rightly spends its nonce)."""
         tables = ("cases", "parties", "handoffs", "events", "notifications", "partners", "partner_keys",
-                  "staff_tokens", "case_external_refs", "idempotency_records")
+                  "staff_tokens", "case_external_refs", "idempotency_records", "attachments", "deliveries")
         async with self.sessionmaker() as session:
             return {t: [tuple(r) for r in (await session.execute(text(f"SELECT * FROM {t} ORDER BY 1"))).all()]
                     for t in tables}
@@ -306,7 +341,7 @@ class Matrix:
         partner_id = {"revoke_partner_key": "fastcourier", "accept_case_invitation": "dhl",
                       "decline_case_invitation": "dhl"}.get(operation, "lh")
         return {"ref": scene.ref, "partner_id": partner_id, "handoff_id": scene.handoff_id, "token": token,
-                **extra}
+                "attachment_id": scene.attachment_id, **extra}
 
     def body(self, operation: str) -> tuple[Any, dict[str, str] | None]:
         """(JSON body, form) for a write: plausible and valid, so only authorization can refuse it."""
@@ -326,6 +361,10 @@ class Matrix:
             "decline_case_invitation": {"note": "Not our bag."},
             "create_partner": {"id": f"dhl{n}", "name": "DHL", "kind": "courier"},
             "add_partner_key": {"keyid": f"lh-hmac-extra-{n}", "alg": "hmac-sha256"},
+            "put_case_delivery": {"collect_at": "BOS"},
+            "accept_case_delivery": {},
+            "add_case_attachment": MULTIPART,
+            "post_case_delivery_proof": MULTIPART,
         }
         forms = {
             "twilio_inbound_sms": {"From": CUSTOMER["phone"], "To": "+15005550006", "Body": "STATUS"},
@@ -337,7 +376,10 @@ class Matrix:
                    scene: Scene) -> httpx.Response:
         headers: dict[str, str] = {}
         kwargs: dict[str, Any] = {}
-        if body is not None:
+        if body is MULTIPART:
+            kwargs["content"], headers["content-type"] = (_multipart_photo() if "attachments" in url
+                                                          else _multipart_proof())
+        elif body is not None:
             kwargs["content"] = json.dumps(body).encode()
             headers["content-type"] = "application/json"
         elif form is not None:

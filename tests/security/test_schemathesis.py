@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import io
 import itertools
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from PIL import Image
 
 if os.environ.get("CI") == "true":
     import schemathesis  # in CI the suite must not skip it quietly
@@ -174,12 +176,38 @@ class Rig:
                                                       {"partner": "swissport-fra", "role": "handler"}]}
         opened = self.client("lh").request("POST", "/v1/cases", json=invites)
         assert opened.status_code == 201, opened.text
+        image = io.BytesIO()
+        Image.new("RGB", (64, 48), "teal").save(image, "PNG")
+        attached = self.client("admin").request("POST", f"/v1/cases/{case['ref']}/attachments",
+                                                files={"file": ("p.png", image.getvalue(), "image/png")},
+                                                data={"kind": "photo"})
+        assert attached.status_code == 201, attached.text
+        # Two cases with FastCourier as courier: one whose delivery is asked (to read, change and
+        # accept), one out for delivery (its proof, with the PIN the customer was given).
+        couriered = {**body, "parties": [*body["parties"], {"partner": "fastcourier", "role": "courier"}]}
+        delivery_ref = self.admin("POST", "/v1/cases", couriered)["ref"]
+        self.admin("PUT", f"/v1/cases/{delivery_ref}/delivery", {"collect_at": "JFK"})
+        proof_ref = self.admin("POST", "/v1/cases", couriered)["ref"]
+        self.admin("PUT", f"/v1/cases/{proof_ref}/delivery", {"collect_at": "JFK"})
+        self.admin("POST", f"/v1/cases/{proof_ref}/delivery/accept", {})
+        self.admin("POST", f"/v1/cases/{proof_ref}/events", {"status": "out_for_delivery"})
+        SEEDED_PIN["pin"] = asgi._get_portal().call(self._pin, proof_ref)
         dead = self.admin("GET", "/v1/webhook-deliveries?partner=lh")["items"][0]["id"]
         asgi._get_portal().call(self._dead_letter, dead)
         return {
             "ref": case["ref"], "token": case["status_url"].rsplit("/", 1)[1], "handoff_id": handoff["id"],
             "partner_id": "lh", "delivery_id": dead, "spare_ref": spare["ref"], "invite_ref": opened.json()["ref"],
+            "attachment_id": attached.json()["id"], "delivery_ref": delivery_ref, "proof_ref": proof_ref,
         }
+
+    async def _pin(self, ref: str) -> str:
+        from sqlalchemy import select
+
+        from tracker.models import Case, Delivery
+
+        async with self.app.state.runtime.sessionmaker() as session:
+            return await session.scalar(select(Delivery.pin).join(Case, Case.id == Delivery.case_id)
+                                        .where(Case.ref == ref))
 
     async def _dead_letter(self, delivery_id: int) -> None:
         from sqlalchemy import update
@@ -216,12 +244,17 @@ def real_parameters(operation: Any, seeded: dict[str, Any]) -> dict[str, Any]:
             operation.label.endswith(("/accept", "/decline")):
         values.update(ref=seeded["invite_ref"], partner_id="ua" if operation.label.endswith("/accept") else
                       "swissport-fra")
+    if "/delivery" in operation.label:
+        values["ref"] = seeded["proof_ref" if operation.label.endswith("/proof") else "delivery_ref"]
     if operation.label == "DELETE /v1/partners/{partner_id}/keys/{keyid}":
         values.update(partner_id="swissport-fra", keyid="swissport-fra-ed")  # nobody here signs with it
     return {name: values[name] for name in names}
 
 
 _serial = itertools.count(1)
+SEEDED_PIN: dict[str, str] = {}  # the PIN of the seeded case out for delivery
+_PNG = io.BytesIO()
+Image.new("RGB", (32, 24), "teal").save(_PNG, "PNG")
 
 
 def real_body(label: str) -> Any:
@@ -259,6 +292,15 @@ def real_body(label: str) -> Any:
         elif label == "POST /v1/partners/{partner_id}/keys":
             body.update(keyid=f"fuzz-key-{next(_serial)}", alg="hmac-sha256")
             body.pop("public_key", None)
+        elif label == "POST /v1/cases/{ref}/attachments":
+            body.update(file=_PNG.getvalue(), kind="photo")
+            body.pop("visibility", None)
+        elif label == "PUT /v1/cases/{ref}/delivery":
+            body.clear()
+            body["collect_at"] = "JFK"
+        elif label == "POST /v1/cases/{ref}/delivery/proof":
+            body.clear()
+            body["pin"] = SEEDED_PIN.get("pin", "0000")
         elif label == "POST /v1/cases/{ref}/handoffs":
             body["to"] = "ua"  # from the staff caller: no sender; from lh: its own custody
             body.pop("from", None)

@@ -66,6 +66,11 @@ PLAUSIBLE_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/cases/{ref}/parties/{partner_id}/nudges"): {"note": "Where is the bag?"},
     ("POST", "/v1/cases/{ref}/parties/{partner_id}/accept"): {},
     ("POST", "/v1/cases/{ref}/parties/{partner_id}/decline"): {"note": "Not our bag."},
+    # Upload routes take multipart bodies (tests/tracker/test_evidence.py); whom they admit is decided first.
+    ("POST", "/v1/cases/{ref}/attachments"): {},
+    ("POST", "/v1/cases/{ref}/delivery/proof"): {},
+    ("PUT", "/v1/cases/{ref}/delivery"): {"collect_at": "JFK"},
+    ("POST", "/v1/cases/{ref}/delivery/accept"): {},
 }
 
 
@@ -147,7 +152,7 @@ async def test_non_party_partner_gets_the_same_404_as_for_a_case_that_does_not_e
     body = _body_for(method, path)
 
     async def send(target_ref: str) -> httpx.Response:
-        url = path.format(ref=target_ref, partner_id="lh", handoff_id=handoff_id)
+        url = path.format(ref=target_ref, partner_id="lh", handoff_id=handoff_id, attachment_id=1)
         return await world.as_partner(OUTSIDER, method, url, json_body=body)
 
     hidden = _assert_problem(await send(ref), 404)
@@ -336,7 +341,7 @@ async def test_admin_can_revoke_a_key_that_an_agent_could_not(world: World) -> N
 @pytest.mark.parametrize(("method", "path"), [pytest.param(m, p, id=f"{m} {p}") for m, p in V1_ROUTES])
 async def test_every_v1_route_answers_401_without_credentials(world: World, method: str, path: str) -> None:
     case = await world.open_case()
-    url = path.format(ref=case["ref"], partner_id="lh", handoff_id=1, keyid="lh-ed", delivery_id=1)
+    url = path.format(ref=case["ref"], partner_id="lh", handoff_id=1, keyid="lh-ed", delivery_id=1, attachment_id=1)
     kwargs: dict[str, Any] = {"json": {}} if method in WRITE_METHODS else {}
 
     response = await world.client.request(method, url, **kwargs)

@@ -693,8 +693,9 @@ async def test_hostile_paths_never_yield_a_500(api: World, app: Any) -> None:
     for template in templates:
         for method in app.openapi()["paths"][template]:
             for ref in HOSTILE_REFS:
-                for handoff_id in HOSTILE_IDS if "{handoff_id}" in template else ["1"]:
-                    path = template.format(ref=ref, partner_id="lh", handoff_id=handoff_id)
+                ids = HOSTILE_IDS if "{handoff_id}" in template or "{attachment_id}" in template else ["1"]
+                for some_id in ids:
+                    path = template.format(ref=ref, partner_id="lh", handoff_id=some_id, attachment_id=some_id)
                     response = await api.as_admin(method.upper(), path, json_body={} if method != "get" else None)
                     if response.status_code >= 500:
                         crashes.append((method, path[:80], response.status_code))

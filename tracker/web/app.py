@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from kernel.clock import Clock, SystemClock
 from kernel.config import Settings, get_settings
 from kernel.db import make_engine, make_sessionmaker
 from kernel.errors import BadRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
-from tracker.web import api, console, health, hooks, problems, proxies, status_pages
+from tracker.web import api, console, evidence, health, hooks, problems, proxies, status_pages, uploads
 from tracker.web.problems import send_problem
 from tracker.web.deps import Runtime
 from tracker.worker import Worker
@@ -61,6 +62,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await background
             await worker.close()
+        await app.state.runtime.store.close()
         if owns_engine:
             await engine.dispose()
 
@@ -80,15 +82,21 @@ def create_app(
     problems.install(app)
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(evidence.router)
     app.include_router(hooks.router)
     app.include_router(status_pages.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       upload_bytes=uploads.upload_limit(settings.attachment_max_bytes))
     app.add_middleware(proxies.HostAllowlistMiddleware, settings=settings)  # outside the body limit: refused unread
     app.add_middleware(SecurityHeadersMiddleware, https=(settings.public_base_url or "").startswith("https://"))
     app.add_middleware(ObservabilityMiddleware)
     return app
+
+
+UPLOAD_PATHS = re.compile(r"^/(v1/cases/[^/]+/(attachments|delivery/proof)|s/[^/]+/attachments"
+                          r"|console/cases/[^/]+/attachments)$")
 
 
 class BodyLimitMiddleware:
@@ -101,13 +109,17 @@ class BodyLimitMiddleware:
        costs Baton no more than the limit.
     4. NUL characters, in the body or the URL, are refused: PostgreSQL cannot store them, and no
        legitimate text contains them.
+    The upload routes (``UPLOAD_PATHS``: attachments, delivery proof) are the exception: a declared
+    length over their own limit is refused here, and their bodies stream through unread to
+    ``tracker.web.uploads``, which limits, hashes and parses them as they arrive.
     5. A JSON object that repeats a key is refused (400): parsers disagree on which value wins,
        so a signed body could be read one way by Baton and another way by a partner.
     """
 
-    def __init__(self, app: Any, *, max_bytes: int) -> None:
+    def __init__(self, app: Any, *, max_bytes: int, upload_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes
         self.too_large = PayloadTooLarge(f"The body is over {max_bytes // 1024} KiB.")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -121,6 +133,12 @@ class BodyLimitMiddleware:
         max_bytes, too_large = self.max_bytes, self.too_large
         length = headers.get("content-length")
         declared = int(length) if length and length.isdigit() else None
+        if scope["method"] == "POST" and UPLOAD_PATHS.match(scope["path"]):
+            if declared is not None and declared > self.upload_bytes:
+                await send_problem(send, PayloadTooLarge(f"The body is over {self.upload_bytes // (1024 * 1024)} MiB."))
+                return
+            await self.app(scope, receive, send)
+            return
         if declared is not None and declared > max_bytes:
             await send_problem(send, too_large)
             return

@@ -19,6 +19,7 @@ from kernel.clock import Clock
 from kernel.config import Settings
 from kernel.errors import Unauthorized
 from kernel.rendering import render_json
+from kernel.storage import BlobStore, open_store
 from tracker.admission import Admission, Verified, admit_partner, keep_nonce, spend
 from tracker.groupcommit import GroupCommit
 from tracker.idempotency import IdempotencyGuard, request_digest
@@ -38,6 +39,7 @@ class Runtime:
         self.sessionmaker = sessionmaker
         self.caches = caches  # the ones its sessions carry (kernel.db.caches_of); clear() after editing rows in SQL
         self.keys = KeyCache()
+        self.store: BlobStore = open_store(settings)  # attachment files, by digest (kernel.storage)
         self.limits = RateLimits(clock)
         # First come, first served for database connections. SQLAlchemy's pool hands a freed
         # connection to whichever coroutine asks next, so under load some requests starve while
@@ -99,14 +101,20 @@ class Ctx:
     def base_url(self) -> str:
         return base_url(self.request, self.rt.settings)
 
-    async def write(self, produce: Callable[[], Awaitable[Any]], *, status_code: int = 200) -> Response:
-        """Run a write under the Idempotency-Key rules, commit it, and answer with its result."""
+    async def write(
+        self, produce: Callable[[], Awaitable[Any]], *, status_code: int = 200, body_sha256: bytes | None = None
+    ) -> Response:
+        """Run a write under the Idempotency-Key rules, commit it, and answer with its result.
+
+        ``body_sha256``: an upload's body was streamed, not kept (``tracker.web.uploads``); a retry
+        is recognized by its digest.
+        """
         key = self.request.headers.get("idempotency-key")
         if key is None:
             body = render_json(await produce())
             await self.session.commit()
             return json_response(body, status_code)
-        raw = await self.request.body()
+        raw = b"sha-256:" + body_sha256 if body_sha256 is not None else await self.request.body()
         guard = IdempotencyGuard(
             session=self.session,
             principal=self.principal.idempotency_scope,

@@ -18,14 +18,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pydantic import ValidationError
+
+from tracker import delivery as delivery_service
+from tracker import evidence
 from tracker import status as customer_side
-from kernel.errors import BatonError, Conflict, NotFound, TooManyRequests
+from kernel.errors import BatonError, Conflict, NotFound, TooManyRequests, Unprocessable
+from tracker.delivery import DeliveryRequestIn
+from tracker.web.evidence import file_response
+from tracker.web.uploads import receive_upload
 from kernel.locales import LOCALES, STATUS_PAGE, Words
 from tracker.models import Case
 from tracker.parties import PartyState
 from tracker.schemas import Problem
 from tracker.status import StatusOut
-from tracker.web.deps import Runtime, db_session, runtime
+from tracker.web.deps import Runtime, db_session, open_session, runtime
 from tracker.web.proxies import client_address
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -92,7 +99,8 @@ def _problem_page(request: Request, error: BatonError) -> HTMLResponse:
 async def _page(request: Request, session: AsyncSession, token: str, **flags: Any) -> HTMLResponse:
     case = await Lookup(request, session).case(token)
     t = _words(request, case)
-    view = await customer_side.status_of(session=session, case=case, locale=t.locale)
+    view = await customer_side.status_of(session=session, case=case, locale=t.locale,
+                                         now=runtime(request).clock.now())
     return templates.TemplateResponse(
         request, "status/page.html", {"t": t, "s": view, "token": token, "item": _item(t, case), **flags}
     )
@@ -101,11 +109,12 @@ async def _page(request: Request, session: AsyncSession, token: str, **flags: An
 @router.get("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def status_page(
     request: Request, token: str, sent: str | None = None, answered: str | None = None,
-    session: AsyncSession = Depends(db_session),
+    uploaded: str | None = None, delivery: str | None = None, session: AsyncSession = Depends(db_session),
 ) -> HTMLResponse:
     try:
         return await _page(request, session, token, sent=sent == "1",
-                           answered=answered if answered in ("satisfied", "dissatisfied") else None)
+                           answered=answered if answered in ("satisfied", "dissatisfied") else None,
+                           uploaded=uploaded == "1", delivery_sent=delivery == "1")
     except BatonError as error:
         return _problem_page(request, error)
 
@@ -172,6 +181,103 @@ async def unsubscribe(request: Request, token: str, session: AsyncSession = Depe
     })
 
 
+# ---------------------------------------------------------------- files and delivery
+
+CUSTOMER_KINDS = ("photo", "receipt", "document")
+
+
+@router.post("/s/{token}/attachments", include_in_schema=False)
+async def status_page_attachment(request: Request, token: str) -> Response:
+    """The customer adds a photo, a receipt or a document: streamed in like every upload, no account."""
+    rt = runtime(request)
+    try:
+        async with open_session(request) as session:
+            await Lookup(request, session).case(token)  # an unknown link is refused before the body is read
+        async with receive_upload(request, file_fields=frozenset({"file"}),
+                                  max_file_bytes=rt.settings.attachment_max_bytes) as upload:
+            file = upload.files.get("file")
+            if file is None or file.size == 0:
+                raise Unprocessable("Choose a file to send.")
+            kind = (upload.text("kind") or "photo").strip()
+            if kind not in CUSTOMER_KINDS:
+                raise Unprocessable("Choose what the file is: a photo, a receipt or a document.")
+            note = (upload.text("note") or "").strip()[:2000] or None
+            kept = await evidence.keep(store=rt.store, path=file.path, original_sha256=file.sha256,
+                                       filename=file.filename)
+        async with open_session(request) as session:
+            case = await customer_side.case_for_token(session=session, token=token, for_update=True)
+            await evidence.attach_for_customer(session=session, case=case, kept=kept, kind=kind, note=note,
+                                               now=rt.clock.now())
+            await session.commit()
+    except BatonError as error:
+        return _problem_page(request, error)
+    return RedirectResponse(f"/s/{token}?uploaded=1#files", status_code=303)
+
+
+@router.get("/s/{token}/files/{attachment_id}", include_in_schema=False)
+async def status_page_file(request: Request, token: str, attachment_id: int,
+                           session: AsyncSession = Depends(db_session)) -> Response:
+    try:
+        case = await Lookup(request, session).case(token)
+        found = await evidence.customer_file(session, case, attachment_id)
+        return await file_response(runtime(request).store, found)
+    except BatonError as error:
+        return _problem_page(request, error)
+
+
+@router.get("/s/{token}/files/{attachment_id}/thumbnail", include_in_schema=False)
+async def status_page_thumbnail(request: Request, token: str, attachment_id: int,
+                                session: AsyncSession = Depends(db_session)) -> Response:
+    try:
+        case = await Lookup(request, session).case(token)
+        found = await evidence.customer_file(session, case, attachment_id)
+        return await file_response(runtime(request).store, found, thumbnail=True)
+    except BatonError as error:
+        return _problem_page(request, error)
+
+
+@router.post("/s/{token}/delivery", include_in_schema=False)
+async def status_page_delivery(
+    request: Request, token: str, how: str = Form(default="deliver", pattern="^(deliver|collect)$"),
+    line1: str = Form(default="", max_length=200), line2: str = Form(default="", max_length=200),
+    city: str = Form(default="", max_length=100), postcode: str = Form(default="", max_length=20),
+    country: str = Form(default="", max_length=2), phone: str = Form(default="", max_length=32),
+    window: str = Form(default="any", max_length=80), instructions: str = Form(default="", max_length=500),
+    collect_at: str = Form(default="", max_length=3), session: AsyncSession = Depends(db_session),
+) -> Response:
+    """The customer says where and when: an address and one of the courier's slots, or collection at an airport."""
+    try:
+        case = await Lookup(request, session).case(token, for_update=True)
+        fields: dict[str, object] = {"instructions": instructions.strip() or None}
+        if how == "collect":
+            fields["collect_at"] = collect_at.strip() or None
+        else:
+            fields["address"] = {"line1": line1.strip(), "line2": line2.strip() or None, "city": city.strip(),
+                                 "postcode": postcode.strip(), "country": country.strip()}
+            fields["phone"] = phone.strip() or None
+        if window != "any":
+            start, _, end = window.partition("/")
+            fields["window"] = {"start": start, "end": end}
+        try:
+            payload = DeliveryRequestIn.model_validate(fields)
+        except ValidationError as invalid:
+            raise Unprocessable(_form_error(invalid)) from None
+        await delivery_service.request_delivery(session=session, case=case, payload=payload, actor="customer",
+                                                now=runtime(request).clock.now())
+        await session.commit()
+    except BatonError as error:
+        return _problem_page(request, error)
+    return RedirectResponse(f"/s/{token}?delivery=1#delivery", status_code=303)
+
+
+def _form_error(invalid: ValidationError) -> str:
+    """The first problem with the form, in plain words (the page shows it above a link back)."""
+    first = invalid.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("address",))
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
 _PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 
 
@@ -181,7 +287,8 @@ _PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 async def get_status(request: Request, token: str, session: AsyncSession = Depends(db_session)) -> StatusOut:
     """The status page as JSON, for the customer's link holder (no other credentials)."""
     case = await Lookup(request, session).case(token)
-    return await customer_side.status_of(session=session, case=case, locale=_locale(request, case))
+    return await customer_side.status_of(session=session, case=case, locale=_locale(request, case),
+                                         now=runtime(request).clock.now())
 
 
 # Registered last, so that only paths no route above takes end here: a "token" with a slash in it

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, Form, Path, Query
+from fastapi import Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
+from kernel.errors import Forbidden, NotFound, Unprocessable
+
 from kernel.pagination import decode_cursor, encode_cursor
 from partners import service as partners
-from tracker import access, cases, complaints, handoffs, membership, updates
+from tracker import access, cases, complaints, delivery, evidence, handoffs, membership, updates
+from tracker.delivery import DeliveryRequestOut
 from tracker.casetypes import case_type
 from tracker.handoffs import handoff_out
 from tracker.models import Case, Event, Handoff
@@ -24,6 +27,10 @@ from tracker.verify import verify_case
 from tracker.watchdog import NUDGE_INTERVAL
 from tracker.web.console._ctx import StaffCtx, staff, staff_form
 from tracker.web.console._pages import blank, console_router
+from tracker.web.console._session import CSRF_FIELD, csrf_ok, signed_in
+from tracker.web.deps import open_session, runtime
+from tracker.web.evidence import file_response
+from tracker.web.uploads import receive_upload
 
 SEARCH_PAGE = 25
 TIMELINE_PAGE = 500
@@ -89,7 +96,16 @@ async def case_page(
         "addable": [p for p in known if p.id not in on_case],
         "terminal": [(code, ctype.label(code, "en")) for code, s in ctype.statuses.items() if s.get("terminal")],
         "nudge_interval": NUDGE_INTERVAL,
+        "attachments": (await evidence.list_attachments(session=session, principal=ctx.principal, ref=row.ref)).items,
+        "delivery": await _delivery(ctx, row),
     })
+
+
+async def _delivery(ctx: StaffCtx, case: Case) -> DeliveryRequestOut | None:
+    try:
+        return await delivery.read_delivery(session=ctx.session, principal=ctx.principal, ref=case.ref)
+    except NotFound:
+        return None
 
 
 async def _timeline(ctx: StaffCtx, case: Case, *, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -228,6 +244,54 @@ async def close(
                                  now=ctx.now(), base_url=ctx.base_url),
         done="closed", then=case_url(ref),
     )
+
+
+# ---------------------------------------------------------------- evidence
+
+
+@router.post("/cases/{ref}/attachments")
+async def add_attachment(request: Request, ref: str = Path(max_length=40)) -> Response:
+    """A file from staff (a plain file input; the page also takes a drop). Streamed like every upload:
+    the session is checked from the cookie first, the CSRF token from the form once it has arrived."""
+    rt = runtime(request)
+    async with open_session(request) as session:
+        signed = await signed_in(request, session)
+        await access.load_case(session=session, principal=signed.principal, ref=ref)
+    async with receive_upload(request, file_fields=frozenset({"file"}),
+                              max_file_bytes=rt.settings.attachment_max_bytes) as upload:
+        if not csrf_ok(secret=rt.settings.effective_secret_key(), sid=signed.sid, given=upload.fields.get(CSRF_FIELD)):
+            raise Forbidden("The form's security token is missing or wrong; reload the page and try again.")
+        file = upload.files.get("file")
+        if file is None or file.size == 0:
+            raise Unprocessable("Choose a file to attach.")
+        kind = (upload.text("kind") or "document").strip()
+        visibility = (upload.text("visibility") or "parties").strip()
+        if kind not in evidence.KINDS or visibility not in ("public", "parties", "internal"):
+            raise Unprocessable("Choose a kind and a visibility from the lists.")
+        note = (upload.text("note") or "").strip()[:2000] or None
+        kept = await evidence.keep(store=rt.store, path=file.path, original_sha256=file.sha256,
+                                   filename=file.filename)
+    async with open_session(request) as session:
+        ctx = StaffCtx(request=request, session=session, staff=signed, rt=rt)
+        return await ctx.write(
+            lambda: evidence.attach(session=session, principal=ctx.principal, ref=ref, kept=kept, kind=kind,
+                                    visibility=visibility, note=note, now=ctx.now()),
+            done="attached", then=case_url(ref) + "#h-evidence",
+        )
+
+
+@router.get("/cases/{ref}/attachments/{attachment_id}")
+async def attachment_file(ref: str = Path(max_length=40), attachment_id: int = Path(),
+                          ctx: StaffCtx = Depends(staff)) -> Response:
+    found = await evidence.find(session=ctx.session, principal=ctx.principal, ref=ref, attachment_id=attachment_id)
+    return await file_response(ctx.rt.store, found)
+
+
+@router.get("/cases/{ref}/attachments/{attachment_id}/thumbnail")
+async def attachment_thumbnail(ref: str = Path(max_length=40), attachment_id: int = Path(),
+                               ctx: StaffCtx = Depends(staff)) -> Response:
+    found = await evidence.find(session=ctx.session, principal=ctx.principal, ref=ref, attachment_id=attachment_id)
+    return await file_response(ctx.rt.store, found, thumbnail=True)
 
 
 @router.post("/cases/{ref}/status-link")

@@ -33,4 +33,20 @@
     };
     window.setTimeout(tick, seconds * 1000);
   }
+
+  // Drag and drop onto an upload form puts the file in its file input; the plain input works without this.
+  Array.prototype.forEach.call(document.querySelectorAll("form[data-drop]"), function (form) {
+    var input = form.querySelector("input[type=file]");
+    if (!input) { return; }
+    ["dragenter", "dragover"].forEach(function (name) {
+      form.addEventListener(name, function (event) { event.preventDefault(); form.classList.add("dropping"); });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      form.addEventListener(name, function () { form.classList.remove("dropping"); });
+    });
+    form.addEventListener("drop", function (event) {
+      event.preventDefault();
+      if (event.dataTransfer && event.dataTransfer.files.length) { input.files = event.dataTransfer.files; }
+    });
+  });
 })();
