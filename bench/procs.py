@@ -212,3 +212,16 @@ def read_json_line(child: Child, timeout: float = 30.0) -> dict[str, object]:
                 return json.loads(line)
         time.sleep(0.1)
     raise RuntimeError(f"{child.name} did not announce itself:\n{child.log_tail()}")
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset a process's peak resident memory (VmHWM) to its current size (Linux ≥ 4.0); True if done."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def can_reset_peak() -> bool:
+    return reset_peak(os.getpid())

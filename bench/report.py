@@ -105,6 +105,14 @@ def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": point["p99_ms"] is not None and point["p99_ms"] < 200 and not _errors(point),
                 "ratio": None, "errors": _errors(point), "others": _others(point),
             })
+    uploads = results.get("uploads")
+    if uploads:
+        for run in uploads["runs"]:
+            size = uploads["files_mib"][run["kind"]]
+            rows.append({"figure": f"attachment upload, {size} MiB {run['kind'].upper()}, {run['parallel']} at a time",
+                         "value": f"worker RSS +{_fmt(run['rss_growth_mb'], 'MB')} (median {run['seconds_median']} s)",
+                         "target": "a few MiB (PDF); one decode (image)", "met": None, "ratio": None,
+                         "errors": "" if run["ok"] == run["uploads"] else f"{run['uploads'] - run['ok']} refused"})
     for role, info in sorted(results.get("rss", {}).items()):
         baton = info.get("baton", False)
         rows.append({"figure": f"peak RSS: {role}", "value": _fmt(info["vmhwm_mb"], "MB"),

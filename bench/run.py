@@ -14,7 +14,9 @@ Steps (each bounded in time; ``--quick`` scales the data and the windows down):
 6.  the dispatcher sending pre-rendered SMS to the Twilio double;
 7.  a million cases (generated inside PostgreSQL), then the status page on random tokens;
 8.  the watchdog sweep, 1,000 due parties among 10,000 and among 1,000,000 (its own database);
-9.  peak RSS of every process; JSON, markdown and PNG under ``bench/results/``.
+9.  10 MiB attachments (a PDF, a JPEG photo), one and four at a time, against the server workers'
+    resident memory (uploads stream to disk; an image is decoded once to re-encode it);
+10. peak RSS of every process; JSON, markdown and PNG under ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -786,7 +788,46 @@ class Bench:
     def phases(self) -> list[tuple[str, Any]]:
         return [("updates", self.updates), ("drivers", self.drivers), ("profile", self.profile),
                 ("console", self.console_pages), ("dispatcher", self.dispatcher), ("status", self.status_page),
-                ("sweep", self.sweep)]
+                ("sweep", self.sweep), ("uploads", self.uploads)]
+
+    def uploads(self) -> None:
+        """10 MiB uploads: how far a server worker's resident memory grows while they stream in."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.step("9. Attachments: 10 MiB uploads, resident memory of the server workers")
+        base = f"http://127.0.0.1:{self.port}"
+        ref = self.open_set.refs[0]
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        files = {"pdf": ("scan.pdf", seed.big_pdf(10 * 1024 * 1024 - 4096), "application/pdf"),
+                 "jpeg": ("photo.jpg", seed.big_jpeg(10 * 1024 * 1024 - 4096), "image/jpeg")}
+        workers = [p for p in procs.tree(self.children["serve"].pid) if "resource_tracker" not in procs.cmdline(p)]
+        out: dict[str, Any] = {"files_mib": {k: round(len(v[1]) / 2**20, 2) for k, v in files.items()}, "runs": []}
+
+        def send(kind: str) -> tuple[int, float]:
+            name, data, ctype = files[kind]
+            started = time.perf_counter()
+            answer = httpx.post(f"{base}/v1/cases/{ref}/attachments", headers=headers, timeout=120,
+                                files={"file": (name, data, ctype)}, data={"kind": "document" if kind == "pdf" else "photo"})
+            return answer.status_code, time.perf_counter() - started
+
+        for kind in ("pdf", "jpeg"):
+            for parallel in (1, 4):
+                rss = {pid: procs.status_kb(pid, "VmRSS") or 0 for pid in workers}
+                # Peaks are per process lifetime: reset them so this run's own peak is read.
+                for pid in workers:
+                    procs.reset_peak(pid)
+                with ThreadPoolExecutor(max_workers=parallel) as pool:
+                    results = list(pool.map(send, [kind] * (parallel * 3)))
+                peak = {pid: procs.status_kb(pid, "VmHWM") or 0 for pid in workers}
+                growth = max((peak[pid] - rss[pid]) / 1024 for pid in workers)
+                run = {"kind": kind, "parallel": parallel, "uploads": len(results),
+                       "ok": sum(1 for code, _ in results if code == 201),
+                       "seconds_median": round(sorted(s for _, s in results)[len(results) // 2], 2),
+                       "rss_growth_mb": round(growth, 1), "peak_reset": procs.can_reset_peak()}
+                out["runs"].append(run)
+                console.print(f"  {kind} ×{parallel} at a time: {run['ok']}/{run['uploads']} stored, "
+                              f"median {run['seconds_median']} s, worker RSS +{run['rss_growth_mb']} MB")
+        self.results["uploads"] = out
 
     def _notes(self) -> list[str]:
         plan = self.plan
@@ -853,9 +894,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("--only", type=lambda v: set(v.split(",")), metavar="PHASES",
                         help="run only these phases (comma-separated: updates, drivers, profile, console, dispatcher, "
-                             "status, sweep); the results go to bench/results/partial-*.json, latest.* is left alone")
+                             "status, sweep, uploads); the results go to bench/results/partial-*.json, latest.* is left alone")
     args = parser.parse_args(argv)
-    known = {"updates", "drivers", "profile", "console", "dispatcher", "status", "sweep"}
+    known = {"updates", "drivers", "profile", "console", "dispatcher", "status", "sweep", "uploads"}
     if args.only is not None and not args.only <= known:
         parser.error(f"unknown phase(s): {', '.join(sorted(args.only - known))}")
     RESULTS.mkdir(parents=True, exist_ok=True)

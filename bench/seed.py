@@ -424,3 +424,25 @@ async def sample_tokens(conn: asyncpg.Connection, count: int) -> list[str]:
         count,
     )
     return [r[0] for r in rows]
+
+
+def big_pdf(size: int) -> bytes:
+    """A PDF-shaped file of ``size`` bytes (kept byte for byte by Baton: no decoding)."""
+    head, tail = b"%PDF-1.4\n% bench upload\n", b"\n%%EOF\n"
+    return head + os.urandom(size - len(head) - len(tail)) + tail
+
+
+def big_jpeg(limit: int) -> bytes:
+    """A photo-sized JPEG just under ``limit`` bytes: noise at high quality (as big as a phone's 12 MP shot)."""
+    import io
+
+    from PIL import Image
+
+    side = 4200
+    while True:
+        bands = [Image.effect_noise((side, side * 3 // 4), 64) for _ in range(3)]
+        out = io.BytesIO()
+        Image.merge("RGB", bands).save(out, "JPEG", quality=92)
+        if out.tell() <= limit:
+            return out.getvalue()
+        side = int(side * (limit / out.tell()) ** 0.5 * 0.98)
