@@ -336,3 +336,29 @@ async def _count_cases(world: World) -> int:
 
 def test_case_body_has_the_bag_tag_the_proof_checks() -> None:
     assert case_body()["external_refs"]["bag_tag"] == "0016123456"
+
+
+async def test_a_signature_image_is_kept_for_the_parties_and_the_photo_for_the_customer_too(world: World) -> None:
+    import io
+
+    from PIL import Image
+
+    case = await out_for_delivery(world)
+    pin = (await world.client.get(f"/v1/status/{_token(case)}")).json()["delivery"]["pin"]
+    scrawl = io.BytesIO()
+    Image.new("LA", (300, 120), (0, 0)).save(scrawl, "PNG")
+    body, content_type = multipart({"photo": ("door.jpg", photo_with_gps(), "image/jpeg"),
+                                    "signature": ("sig.png", scrawl.getvalue(), "image/png")}, {"pin": pin})
+    response = await world.client.post(f"/v1/cases/{case['ref']}/delivery/proof", content=body,
+                                       headers={"content-type": content_type},
+                                       auth=world.partners["fastcourier"].signer())
+    assert response.status_code == 201, response.text
+    roles = {a["role"]: a for a in response.json()["attachments"]}
+    assert set(roles) == {"photo", "signature"}
+    listed = {a["id"]: a for a in (await world.as_partner("ua", "GET",
+                                                          f"/v1/cases/{case['ref']}/attachments")).json()["items"]}
+    assert listed[roles["signature"]["id"]]["visibility"] == "parties"
+    assert listed[roles["photo"]["id"]]["visibility"] == "public"
+    assert listed[roles["signature"]["id"]]["content_type"] == "image/png"
+    status = (await world.client.get(f"/v1/status/{_token(case)}")).json()
+    assert [f["id"] for f in status["files"]] == [roles["photo"]["id"]]

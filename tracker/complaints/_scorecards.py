@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.clock import as_utc
 from kernel.errors import NotFound, Unprocessable
 from partners.models import Partner
-from tracker.models import Case, Event, Handoff, Party
+from tracker.models import Case, Delivery, Event, Handoff, Party
 from tracker.parties import OVERDUE
 
 
@@ -29,6 +29,16 @@ class Percentiles(BaseModel):
     p50: float | None = Field(description="Seconds.")
     p90: float | None = Field(description="Seconds.")
     count: int
+
+
+class Promises(BaseModel):
+    """Promises a partner made in the window (``next_update_by`` or ``eta`` on its updates) and how they went."""
+
+    made: int
+    kept: int
+    broken: int
+    pending: int = Field(description="Not due yet, and not kept yet.")
+    kept_rate: float | None = Field(description="kept / (kept + broken); null when none is settled.")
 
 
 class Scorecard(BaseModel):
@@ -47,6 +57,11 @@ class Scorecard(BaseModel):
     handoff_acceptance: Percentiles
     currently_overdue: int
     satisfaction: dict[str, int] = Field(description="Closed cases the partner was party to, by customer verdict.")
+    next_update_promises: Promises = Field(
+        description="An update's next_update_by is kept when the partner updates the case again by then.")
+    eta_promises: Promises = Field(
+        description="An update's eta is kept when the item reaches the customer by then (proof of delivery, or "
+                    "the case closed as delivered).")
 
 
 class ActivityBucket(BaseModel):
@@ -109,6 +124,8 @@ async def scorecards(
     3. On-time rate: updates that did not end a late or escalated episode, over all updates.
     4. Episodes: ``party.late`` and ``party.escalated`` events; nudges: ``party.nudged``.
     5. Handoff acceptance: from request to acceptance, for handoffs to the partner.
+    6. Promises: each ``next_update_by`` and ``eta`` the partner's updates made in the window,
+       settled as kept, broken (its time passed first) or pending (``_promises``).
     """
     if not 1 <= days <= 366:
         raise Unprocessable("days must be between 1 and 366.")
@@ -177,6 +194,8 @@ async def scorecards(
         if verdict is not None:
             verdicts[pid][verdict] = n
 
+    promises = await _promises(session, ids, since, now)
+
     cards = []
     for pid in ids:
         updates = counts[pid]["update"]
@@ -197,9 +216,68 @@ async def scorecards(
                 handoff_acceptance=_percentiles(acceptance[pid]),
                 currently_overdue=overdue_now.get(pid, 0),
                 satisfaction=verdicts[pid],
+                next_update_promises=promises[pid]["next_update_by"],
+                eta_promises=promises[pid]["eta"],
             )
         )
     return cards
+
+
+async def _promises(
+    session: AsyncSession, partner_ids: list[str], since: dt.datetime, now: dt.datetime
+) -> dict[str, dict[str, Promises]]:
+    """Step 6: every promise made in the window, settled against what happened next.
+
+    ``next_update_by`` T is kept by the partner's next update on the same case at or before T;
+    ``eta`` E is kept when the item reached the customer at or before E: the proof of delivery
+    (``deliveries.delivered_at``) or the case closed with the ``delivered`` status. A promise whose
+    time has not come and that is not kept yet is pending; one whose time passed, broken.
+    """
+    rows = (await session.execute(
+        select(Event.partner_id, Event.case_id, Event.received_at, Event.body)
+        .where(Event.partner_id.in_(partner_ids), Event.type == "update", Event.received_at >= since)
+        .order_by(Event.partner_id, Event.case_id, Event.received_at)
+    )).all()
+    case_ids = {case_id for _, case_id, _, _ in rows}
+    arrived: dict[int, dt.datetime] = {}
+    if case_ids:
+        for case_id, at in (await session.execute(
+            select(Delivery.case_id, Delivery.delivered_at)
+            .where(Delivery.case_id.in_(case_ids), Delivery.delivered_at.is_not(None))
+        )).all():
+            arrived[case_id] = as_utc(at)
+        for case_id, at in (await session.execute(
+            select(Case.id, Case.closed_at)
+            .where(Case.id.in_(case_ids), Case.status == "delivered", Case.closed_at.is_not(None))
+        )).all():
+            arrived[case_id] = min(arrived.get(case_id, as_utc(at)), as_utc(at))
+    updates: dict[tuple[str, int], list[dt.datetime]] = defaultdict(list)
+    for pid, case_id, at, _ in rows:
+        updates[(pid, case_id)].append(as_utc(at))
+    tally = {pid: {"next_update_by": [0, 0, 0], "eta": [0, 0, 0]} for pid in partner_ids}  # kept, broken, pending
+    for pid, case_id, at, body in rows:
+        for field in ("next_update_by", "eta"):
+            raw = (body or {}).get(field)
+            if not isinstance(raw, str):
+                continue
+            try:
+                due = as_utc(dt.datetime.fromisoformat(raw.replace("Z", "+00:00")))
+            except ValueError:
+                continue
+            if field == "next_update_by":
+                later = [t for t in updates[(pid, case_id)] if as_utc(at) < t]
+                kept = bool(later) and later[0] <= due
+            else:
+                kept = case_id in arrived and arrived[case_id] <= due
+            index = 0 if kept else (1 if due <= now else 2)
+            tally[pid][field][index] += 1
+    return {pid: {field: _settled(*counts) for field, counts in fields.items()} for pid, fields in tally.items()}
+
+
+def _settled(kept: int, broken: int, pending: int) -> Promises:
+    settled = kept + broken
+    return Promises(made=kept + broken + pending, kept=kept, broken=broken, pending=pending,
+                    kept_rate=round(kept / settled, 4) if settled else None)
 
 
 _SCORED_KINDS = ("update", "party.late", "party.escalated", "party.back_on_track", "party.nudged")
