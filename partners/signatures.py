@@ -267,6 +267,12 @@ def verify_request(
 
 
 def _check_digest(header: str | None, body: bytes) -> None:
+    check_body_digest(header, hashlib.sha256(body).digest())
+
+
+def check_body_digest(header: str | None, sha256: bytes) -> None:
+    """The Content-Digest header (RFC 9530) must carry ``sha-256`` equal to the body's ``sha256``
+    (401 otherwise): a body read whole, or one hashed as it streamed in (``tracker.web.uploads``)."""
     if not header:
         raise Unauthorized("Content-Digest is required when the request has a body.")
     try:
@@ -276,7 +282,7 @@ def _check_digest(header: str | None, body: bytes) -> None:
     value = parsed.get("sha-256")
     if value is None:
         raise Unauthorized("Content-Digest must include sha-256.")
-    if not isinstance(value[0], bytes) or not hmac.compare_digest(value[0], hashlib.sha256(body).digest()):
+    if not isinstance(value[0], bytes) or not hmac.compare_digest(value[0], sha256):
         raise Unauthorized("Content-Digest does not match the body.")
 
 

@@ -39,11 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.errors import Conflict, Forbidden, NotFound, Unprocessable
 from kernel.validation import phone_number
 from partners.models import Partner
-from tracker import announce, parties, trust
+from tracker import announce, handoffs, parties
 from tracker.access import load_case, require_open, signature_of
 from tracker.casetypes import case_type
 from tracker.customer import notify_customer
-from tracker.invitations import confirm_invitation
 from tracker.models import Case, Delivery, Handoff, Party
 from tracker.parties import PartyState
 from tracker.principals import Principal
@@ -348,17 +347,9 @@ async def accept_delivery(*, session: AsyncSession, principal: Principal, ref: s
         raise Conflict(f"The delivery is already {delivery.state}.")
     courier = own if own is not None and own.partner_id == delivery.courier_id else await _party(session, case,
                                                                                                    delivery.courier_id)
-    trust.check_may_write(courier)
-    if courier.state == PartyState.INVITED:
-        await confirm_invitation(session=session, case=case, party=courier, principal=principal, now=now)
     handoff = await session.get(Handoff, delivery.handoff_id) if delivery.handoff_id else None
-    if handoff is not None and handoff.state == "requested":
-        handoff.state = "accepted"
-        handoff.accepted_at = now
-    courier.responsible = True
-    parties.back_on_track(courier)
-    courier.last_update_at = now
-    parties.schedule(courier, now=now, rules=await partner_rules(session, courier.partner_id))
+    await handoffs.receive(session=session, case=case, handoff=handoff, receiver=courier, principal=principal,
+                           now=now)
     delivery.state = DeliveryState.ACCEPTED
     delivery.accepted_at = now
     delivery.updated_at = now

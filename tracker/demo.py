@@ -55,6 +55,14 @@ PARTNERS = [
      "ops_phone": "+12125550199", "default_cadence": "PT4H", "timezone": "America/New_York",
      "delivery_slots": ["09:00-12:00", "14:00-17:00", "18:00-20:00"]},
 ]
+ADA = {"name": "Ada Lovelace", "phone": "+14155550100", "email": "ada@example.com", "locale": "en",
+       "timezone": "America/New_York"}
+ADAS_PARTIES = [
+    {"partner": "ua", "role": "owner"},
+    {"partner": "lh", "role": "carrier", "responsible": True, "cadence": "PT6H"},
+    {"partner": "swissport-fra", "role": "handler"},
+    {"partner": "fastcourier", "role": "courier"},
+]
 HOTEL = {"address": {"line1": "The Langham, 250 Franklin Street", "city": "Boston", "postcode": "02110",
                      "country": "US"},
          "phone": "+14155550100", "instructions": "Leave it with the front desk; the room is under Lovelace."}
@@ -134,18 +142,8 @@ async def seed(*, session: AsyncSession, now: dt.datetime, base_url: str, var_di
         return signer.principal(partner_id, path=path, body=body, at=at)
 
     opening = {
-        "type": "baggage",
-        "title": "Delayed bag, LH400 FRA-JFK then UA123",
-        "customer": {"name": "Ada Lovelace", "phone": "+14155550100", "email": "ada@example.com",
-                     "locale": "en", "timezone": "America/New_York"},
-        "owner": "ua",
-        "parties": [
-            {"partner": "ua", "role": "owner"},
-            {"partner": "lh", "role": "carrier", "responsible": True, "cadence": "PT6H"},
-            {"partner": "swissport-fra", "role": "handler"},
-            {"partner": "fastcourier", "role": "courier"},
-        ],
-        "external_refs": {"worldtracer": "JFKUA12345", "bag_tag": "0016123456"},
+        "type": "baggage", "title": "Delayed bag, LH400 FRA-JFK then UA123", "customer": ADA, "owner": "ua",
+        "parties": ADAS_PARTIES, "external_refs": {"worldtracer": "JFKUA12345", "bag_tag": "0016123456"},
     }
     t = start
     case = await cases.open_case(
@@ -229,16 +227,8 @@ async def _second_bag(
 ) -> str:
     """Ada's second bag: delivered to her hotel in the evening slot she chose, with a photo and her PIN."""
     opening = {
-        "type": "baggage",
-        "title": "Second delayed bag, LH400 FRA-JFK then UA123",
-        "customer": {"name": "Ada Lovelace", "phone": "+14155550100", "email": "ada@example.com",
-                     "locale": "en", "timezone": "America/New_York"},
-        "owner": "ua",
-        "parties": [
-            {"partner": "ua", "role": "owner"},
-            {"partner": "lh", "role": "carrier", "responsible": True, "cadence": "PT6H"},
-            {"partner": "fastcourier", "role": "courier"},
-        ],
+        "type": "baggage", "title": "Second delayed bag, LH400 FRA-JFK then UA123", "customer": ADA, "owner": "ua",
+        "parties": [p for p in ADAS_PARTIES if p["partner"] != "swissport-fra"],
         "external_refs": {"worldtracer": "JFKUA12346", "bag_tag": "0016123457"},
     }
     t = start + dt.timedelta(minutes=5)

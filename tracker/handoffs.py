@@ -17,7 +17,7 @@ from tracker.access import load_case, party_of, require_open, signature_of
 from tracker.casetypes import case_type
 from tracker.customer import notify_customer
 from tracker.invitations import confirm_invitation
-from tracker.models import Handoff, Party
+from tracker.models import Case, Handoff, Party
 from tracker.parties import PartyState
 from tracker.principals import Principal
 from tracker.schemas import AcceptIn, HandoffIn, HandoffList, HandoffOut
@@ -113,15 +113,7 @@ async def accept_handoff(
     if handoff.state != "requested":
         raise Conflict(f"Handoff {handoff_id} is already {handoff.state}.")
     receiver = await party_of(session, case, handoff.to_partner_id)
-    trust.check_may_write(receiver)
-    if receiver.state == PartyState.INVITED:
-        await confirm_invitation(session=session, case=case, party=receiver, principal=principal, now=now)
-    handoff.state = "accepted"
-    handoff.accepted_at = now
-    receiver.responsible = True
-    parties.back_on_track(receiver)
-    receiver.last_update_at = now
-    parties.schedule(receiver, now=now, rules=await partner_rules(session, receiver.partner_id))
+    await receive(session=session, case=case, handoff=handoff, receiver=receiver, principal=principal, now=now)
     if handoff.from_partner_id:
         sender = await party_of(session, case, handoff.from_partner_id)
         sender.responsible = False
@@ -147,6 +139,24 @@ async def accept_handoff(
     )
     await session.flush()
     return handoff_out(handoff)
+
+
+async def receive(
+    *, session: AsyncSession, case: Case, handoff: Handoff | None, receiver: Party, principal: Principal,
+    now: dt.datetime,
+) -> None:
+    """The receiver takes custody (a handoff, or a delivery request, ``tracker.delivery``): it joins if it
+    was invited, becomes responsible and is watched from now, and the handoff is accepted."""
+    trust.check_may_write(receiver)
+    if receiver.state == PartyState.INVITED:
+        await confirm_invitation(session=session, case=case, party=receiver, principal=principal, now=now)
+    if handoff is not None and handoff.state == "requested":
+        handoff.state = "accepted"
+        handoff.accepted_at = now
+    receiver.responsible = True
+    parties.back_on_track(receiver)
+    receiver.last_update_at = now
+    parties.schedule(receiver, now=now, rules=await partner_rules(session, receiver.partner_id))
 
 
 async def list_handoffs(*, session: AsyncSession, principal: Principal, ref: str) -> HandoffList:

@@ -217,21 +217,22 @@ async def status_page_attachment(request: Request, token: str) -> Response:
 @router.get("/s/{token}/files/{attachment_id}", include_in_schema=False)
 async def status_page_file(request: Request, token: str, attachment_id: int,
                            session: AsyncSession = Depends(db_session)) -> Response:
-    try:
-        case = await Lookup(request, session).case(token)
-        found = await evidence.customer_file(session, case, attachment_id)
-        return await file_response(runtime(request).store, found)
-    except BatonError as error:
-        return _problem_page(request, error)
+    return await _customer_file(request, session, token, attachment_id, thumbnail=False)
 
 
 @router.get("/s/{token}/files/{attachment_id}/thumbnail", include_in_schema=False)
 async def status_page_thumbnail(request: Request, token: str, attachment_id: int,
                                 session: AsyncSession = Depends(db_session)) -> Response:
+    return await _customer_file(request, session, token, attachment_id, thumbnail=True)
+
+
+async def _customer_file(request: Request, session: AsyncSession, token: str, attachment_id: int, *,
+                         thumbnail: bool) -> Response:
+    """One of the files the customer may see (theirs, and the public ones), or the page's own 404."""
     try:
         case = await Lookup(request, session).case(token)
         found = await evidence.customer_file(session, case, attachment_id)
-        return await file_response(runtime(request).store, found, thumbnail=True)
+        return await file_response(runtime(request).store, found, thumbnail=thumbnail)
     except BatonError as error:
         return _problem_page(request, error)
 

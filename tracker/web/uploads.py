@@ -18,21 +18,19 @@ The temporary folder is removed when the ``receive_upload`` block ends, whatever
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import hmac
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import http_sf
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from kernel.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from kernel.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from partners.signatures import check_body_digest
 
 MAX_FIELD_BYTES = 4096  # a text field (kind, note, pin, ...): anything longer is not one of ours
 MAX_PARTS = 8
@@ -64,22 +62,7 @@ class Upload:
 
     def check_digest(self, header: str | None) -> None:
         """The signed Content-Digest must be this body's sha-256 (step 3)."""
-        expected = signed_sha256(header)
-        if not hmac.compare_digest(expected, self.body_sha256):
-            raise Unauthorized("Content-Digest does not match the body.")
-
-
-def signed_sha256(header: str | None) -> bytes:
-    if not header:
-        raise Unauthorized("Content-Digest is required when the request has a body.")
-    try:
-        parsed = http_sf.parse(header.encode(), tltype="dictionary")
-    except Exception:
-        raise Unauthorized("Malformed Content-Digest.") from None
-    value = parsed.get("sha-256")
-    if value is None or not isinstance(value[0], bytes):
-        raise Unauthorized("Content-Digest must include sha-256.")
-    return value[0]
+        check_body_digest(header, self.body_sha256)
 
 
 def upload_limit(attachment_max_bytes: int) -> int:
@@ -218,7 +201,3 @@ async def receive_upload(
         upload = parts.upload
         upload.body_sha256, upload.size = digest.digest(), size
         yield upload
-
-
-def content_digest(sha256: bytes) -> str:
-    return "sha-256=:" + base64.b64encode(sha256).decode() + ":"
