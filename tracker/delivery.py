@@ -54,6 +54,7 @@ COURIER_ROLE = "courier"
 SLOT_DAYS = 3  # how many days of a courier's slots are offered
 SLOT_LEAD = dt.timedelta(hours=1)  # a slot starting sooner than this is no longer offered
 ANY_WINDOW_MAX = dt.timedelta(hours=12)
+PIN_TRIES = 5  # wrong PINs a delivery takes before it takes none
 
 
 class DeliveryState(StrEnum):
@@ -398,6 +399,7 @@ async def on_status(*, session: AsyncSession, case: Case, principal: Principal, 
         delivery.state = DeliveryState.OUT_FOR_DELIVERY
         delivery.out_at = now
         delivery.pin = f"{secrets.randbelow(10_000):04d}"
+        delivery.pin_failures = 0
         delivery.updated_at = now
         await notify_customer(session=session, case=case, kind="out_for_delivery", now=now, urgent=True,
                               trigger={"holder": delivery.courier_id, **_window_trigger(delivery)})
@@ -408,14 +410,27 @@ async def on_status(*, session: AsyncSession, case: Case, principal: Principal, 
         delivery.updated_at = now
 
 
+class WrongPin(Unprocessable):
+    """A PIN that is not the customer's: refused, and counted (the caller commits the count)."""
+
+
 def check_proof(delivery: Delivery, case: Case, *, pin: str | None, bag_tag: str | None) -> None:
-    """A wrong PIN or a tag that is not the case's is refused (422); at least one proof is needed."""
+    """A wrong PIN or a tag that is not the case's is refused (422).
+
+    A PIN has 10,000 values: after ``PIN_TRIES`` wrong ones it is no longer taken on this delivery
+    (409); the courier still proves with the photo, the signature and the tag, which record that no
+    PIN was given. Every wrong PIN counts, so the caller keeps ``pin_failures`` even as it refuses.
+    """
     if delivery.state != DeliveryState.OUT_FOR_DELIVERY:
         raise Conflict(f"The delivery is {delivery.state}; proof is taken once it is out for delivery.")
     if pin is not None:
+        if delivery.pin_failures >= PIN_TRIES:
+            raise Conflict(f"{PIN_TRIES} wrong PINs: the PIN is no longer taken for this delivery; prove it "
+                           "with the photo and the tag.")
         expected = (delivery.pin or "").encode()
         if not expected or not hmac.compare_digest(pin.strip().encode(), expected):
-            raise Unprocessable("The PIN does not match the one the customer was given.")
+            delivery.pin_failures += 1
+            raise WrongPin("The PIN does not match the one the customer was given.")
     if bag_tag is not None:
         tags = {v.strip().upper() for k, v in (case.external_refs or {}).items() if k.startswith("bag_tag") and v}
         if bag_tag.strip().upper() not in tags:

@@ -203,6 +203,7 @@ class Delivery(Base):
     accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     out_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     pin: Mapped[str | None] = mapped_column(String(8))
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     proof: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

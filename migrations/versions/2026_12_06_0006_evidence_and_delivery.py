@@ -78,6 +78,7 @@ def upgrade() -> None:
         sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('out_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('pin', sa.String(length=8), nullable=True),
+        sa.Column('pin_failures', sa.Integer(), nullable=False, server_default='0'),
         sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('failed_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('proof', JSON, nullable=True),

@@ -210,8 +210,10 @@ async def out_for_delivery(world: World) -> dict[str, Any]:
 
 
 async def proof(world: World, ref: str, partner: str = "fastcourier", **fields: str) -> httpx.Response:
-    files = {"photo": ("door.jpg", photo_with_gps(color="navy"), "image/jpeg")} if fields.pop("photo", "1") else {}
-    body, content_type = multipart(files, fields)
+    if fields.pop("photo", "1"):
+        body, content_type = multipart({"photo": ("door.jpg", photo_with_gps(color="navy"), "image/jpeg")}, fields)
+    else:  # text fields only, still multipart/form-data
+        body, content_type = multipart({k: (None, v.encode(), None) for k, v in fields.items()}, {})
     return await world.client.post(f"/v1/cases/{ref}/delivery/proof", content=body,
                                    headers={"content-type": content_type}, auth=world.partners[partner].signer())
 
@@ -362,3 +364,19 @@ async def test_a_signature_image_is_kept_for_the_parties_and_the_photo_for_the_c
     assert listed[roles["signature"]["id"]]["content_type"] == "image/png"
     status = (await world.client.get(f"/v1/status/{_token(case)}")).json()
     assert [f["id"] for f in status["files"]] == [roles["photo"]["id"]]
+
+
+async def test_five_wrong_pins_and_the_pin_is_no_longer_taken(world: World) -> None:
+    case = await out_for_delivery(world)
+    pin = (await world.client.get(f"/v1/status/{_token(case)}")).json()["delivery"]["pin"]
+    wrong = [f"{(int(pin) + n) % 10000:04d}" for n in range(1, 6)]
+    for guess in wrong:
+        response = await proof(world, case["ref"], pin=guess, photo="")
+        assert response.status_code == 422, response.text
+    locked = await proof(world, case["ref"], pin=pin, photo="")
+    assert locked.status_code == 409 and "no longer taken" in locked.json()["detail"]
+    delivered = await proof(world, case["ref"], bag_tag="0016123456")  # the photo and the tag still prove it
+    assert delivered.status_code == 201, delivered.text
+    assert delivered.json()["state"] == "delivered"
+    events = (await world.as_admin("GET", f"/v1/cases/{case['ref']}/events")).json()["items"]
+    assert next(e for e in events if e["type"] == "delivery.completed")["pin"] is False

@@ -244,7 +244,11 @@ async def post_case_delivery_proof(ref: str, request: Request) -> Response:
         # Checked before any file is kept (and before the nonce is spent): a wrong PIN or tag changes nothing.
         async with open_session(request) as session:
             principal = verified.principal if verified else (await authenticate(request, session)).principal
-            await _check_proof(session, principal, ref, pin=pin, tag=tag)
+            try:
+                await _check_proof(session, principal, ref, pin=pin, tag=tag)
+            except delivery.WrongPin:
+                await session.commit()  # the wrong PIN counts (and nothing else changed)
+                raise
             await session.rollback()
         kept = {name: await _keep(request, f) for name, f in sorted(files.items())}
         async with open_session(request) as session:
