@@ -148,7 +148,10 @@ def demo(
     else:
         token_file.write_text(result.admin_token + "\n")
         token_file.chmod(0o600)
-        (var_dir / "demo-case").write_text(json.dumps({"ref": result.ref, "status_url": result.status_url}) + "\n")
+        (var_dir / "demo-case").write_text(json.dumps({
+            "ref": result.ref, "status_url": result.status_url,
+            "delivered": {"ref": result.extra_refs[0], "status_url": result.delivered_url},
+        }) + "\n")
     _print_demo(base, var_dir, settings.admin_token)
 
 
@@ -159,12 +162,15 @@ def _print_demo(base: str, var_dir: Path, admin_token: str | None) -> None:
         return
     case = json.loads(case_file.read_text())
     token = admin_token or (token_file.read_text().strip() if token_file.exists() else "(see BATON_ADMIN_TOKEN)")
+    delivered = case.get("delivered") or {}
     print(f"""
 Baton demo
   Console           {base}/console/  (sign in with the admin token)
   API docs          {base}/docs
   Demo case         {case['ref']} (WorldTracer JFKUA12345)
   Customer's link   {case['status_url']}
+  Delivered bag     {delivered.get('ref', '-')} (Ada's second bag: her 18:00-20:00 slot, a photo, her PIN)
+                    {delivered.get('status_url', '')}
   Admin token       {token}
   Partner keys      {var_dir / 'demo-keys'}/<partner>.key  (keyid <partner>-demo)
 

@@ -446,18 +446,23 @@ async def complete(
     delivery.state = DeliveryState.DELIVERED
     delivery.delivered_at = now
     delivery.updated_at = now
+    # The item is with the customer: nobody holds it any more, so the watch ends for every party
+    # (a carrier still late on it is not chased for a bag already delivered). The owner closes.
+    relieved = []
+    for party in (await session.scalars(select(Party).where(Party.case_id == case.id).order_by(Party.id))).all():
+        if party.responsible and party.state != PartyState.RELEASED:
+            relieved.append(party.partner_id)
+            party.responsible = False
+            parties.back_on_track(party)
+            parties.schedule(party, now=now, rules=await partner_rules(session, party.partner_id))
     delivery.proof = {"pin": pin is not None, "bag_tag": bag_tag.strip().upper() if bag_tag else None,
                       "attachments": attachments}
     event = append_event(session=session, case=case, type="delivery.completed", actor=principal.actor,
                          partner_id=principal.partner_id, visibility="public", now=now,
-                         signature=signature_of(principal), body={"courier": delivery.courier_id, **delivery.proof})
+                         signature=signature_of(principal),
+                         body={"courier": delivery.courier_id, **delivery.proof, "relieved": relieved})
     if DELIVERED_STATUS in ctype.statuses:
         case.status = DELIVERED_STATUS
-    courier = await _party(session, case, delivery.courier_id)
-    if courier.state != PartyState.RELEASED:
-        parties.back_on_track(courier)
-        courier.responsible = False  # nothing more to watch it for
-        parties.schedule(courier, now=now, rules=await partner_rules(session, courier.partner_id))
     photo = next((a["id"] for a in attachments if a.get("role") == "photo"), None)
     await notify_customer(session=session, case=case, kind="delivered", now=now, urgent=True,
                           trigger={"holder": delivery.courier_id, "photo": photo})

@@ -75,6 +75,7 @@ class DemoResult:
     admin_token: str | None
     keys_dir: Path
     extra_refs: list[str]
+    delivered_url: str = ""  # the status link of Ada's second bag, delivered (its ref is extra_refs[0])
 
 
 class _Signer:
@@ -209,8 +210,8 @@ async def seed(*, session: AsyncSession, now: dt.datetime, base_url: str, var_di
     own_store = store is None
     store = store or open_store(settings_of(session))
     try:
-        second = await _second_bag(session=session, sign=as_partner, start=start, now=now, base_url=base_url,
-                                   store=store)
+        second, second_url = await _second_bag(session=session, sign=as_partner, start=start, now=now,
+                                               base_url=base_url, store=store)
     finally:
         if own_store:
             await store.close()
@@ -219,12 +220,12 @@ async def seed(*, session: AsyncSession, now: dt.datetime, base_url: str, var_di
     admin_token = await create_staff_token(session=session, name="demo-admin", role="admin", now=now)
     await session.flush()
     return DemoResult(ref=ref, status_url=case.status_url or "", admin_token=admin_token, keys_dir=keys_dir,
-                      extra_refs=extra)
+                      extra_refs=extra, delivered_url=second_url)
 
 
 async def _second_bag(
     *, session: AsyncSession, sign: Any, start: dt.datetime, now: dt.datetime, base_url: str, store: BlobStore
-) -> str:
+) -> tuple[str, str]:
     """Ada's second bag: delivered to her hotel in the evening slot she chose, with a photo and her PIN."""
     opening = {
         "type": "baggage", "title": "Second delayed bag, LH400 FRA-JFK then UA123", "customer": ADA, "owner": "ua",
@@ -286,7 +287,7 @@ async def _second_bag(
         attachments=[{"role": "photo", "id": attachment.id, "sha256": attachment.sha256}],
     )
     assert t < now, "the second bag is delivered before the demo's present"
-    return ref
+    return ref, case.status_url or ""
 
 
 async def _door_photo(store: BlobStore) -> evidence.Kept:

@@ -181,10 +181,14 @@ async def status_of(
         resolution=case.resolution,
         satisfaction=case.satisfaction,  # type: ignore[arg-type]
         can_confirm=case.closed_at is not None and case.satisfaction is None,
-        eta=case.eta if case.closed_at is None else None,
+        eta=case.eta if case.closed_at is None and not _delivered(wanted["delivery"]) else None,
         files=files,
         **wanted,
     )
+
+
+def _delivered(view: DeliveryView | None) -> bool:
+    return view is not None and view.state == delivery.DeliveryState.DELIVERED
 
 
 async def _delivery_view(session: AsyncSession, case: Case, names: dict[str, str], *,

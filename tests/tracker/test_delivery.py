@@ -265,6 +265,12 @@ async def test_the_proof_delivers_records_its_digests_and_shows_the_customer_the
     status = (await world.client.get(f"/v1/status/{_token(case)}")).json()
     assert status["delivery"]["state"] == "delivered" and status["delivery"]["pin"] is None
     assert [f["kind"] for f in status["files"]] == ["proof_of_delivery"]
+    # Delivered: nobody holds it any more, so the watch ends for every party, the carrier included.
+    assert completed["relieved"] == ["lh", "fastcourier"]
+    assert [p["responsible"] for p in read["parties"]] == [False, False, False]
+    assert status["holder"] is None and status["notices"] == [] and status["eta"] is None
+    page = await world.client.get(f"/s/{_token(case)}")
+    assert "You: it was delivered" in page.text
     told = await _rows(world, Notification, Notification.kind == "customer.delivered")
     assert told and all(row.next_attempt_at == world.clock.now() for row in told)
     again = await proof(world, case["ref"], pin=pin)
