@@ -270,7 +270,7 @@ async def _second_bag(
                                    ref=ref, now=t)
     t = evening.start + dt.timedelta(minutes=10)
     await update("fastcourier", t, status="out_for_delivery", message="Your bag is on the van to your hotel.",
-                 eta=(evening.start + dt.timedelta(hours=1)).isoformat())
+                 eta=(evening.start + dt.timedelta(minutes=75)).isoformat())
     current = await delivery.of_case(session, found[0])
     assert current is not None and current.pin is not None
     t = evening.start + dt.timedelta(minutes=68)
