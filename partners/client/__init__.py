@@ -1,7 +1,9 @@
 """Baton's partner-side client: sign requests, post updates, pass and accept custody, attach
-evidence and deliver.
+evidence, deliver, and file and answer compensation claims.
 
 It depends on nothing of the Baton server, so a partner can install and ship it alone::
+
+    from decimal import Decimal
 
     from partners.client import BatonClient, BatonSigner
 
@@ -9,6 +11,7 @@ It depends on nothing of the Baton server, so a partner can install and ship it 
     with BatonClient("https://baton.example", signer) as baton:
         baton.post_update("BAG-7KQ3X9M", status="located", message="Your bag is in Frankfurt.")
         baton.attach("BAG-7KQ3X9M", "bag.jpg", kind="photo", note="Bag found at FRA belt 3")
+        baton.file_claim("BAG-7KQ3X9M", kind="interim_expenses", items=[("Toiletries", Decimal("12.50"), "EUR")])
 """
 
 from ._auth import BatonSigner

@@ -8,6 +8,9 @@ posting the update twice; the signer re-signs each attempt with a fresh nonce.
 Uploads (attachments, proof of delivery) are ``multipart/form-data`` bodies encoded once, when
 the call is described: each attempt sends those same bytes in chunks, reporting progress, and the
 signer's ``Content-Digest`` is computed over them.
+
+Money (claim items, decisions) travels as decimal strings such as ``"12.50"``: the client takes a
+``Decimal`` or a ``str`` and refuses a ``float`` before anything is sent.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -33,6 +37,11 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 # Bad URLs, proxies and local protocol errors are not in the list: trying again cannot help.
 _TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _BACKOFF_BASE_SECONDS = 0.5
+
+# An amount of money: a Decimal, or a decimal string such as "12.50". Never a float.
+Money = Decimal | str
+# One item of a claim: a dict as Baton's API has it, or (description, amount, currency).
+ClaimItem = Mapping[str, Any] | tuple[str, Money, str]
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,73 @@ def _deliver_call(
     if not fields:
         raise ValueError("proof of delivery needs at least one of photo, signature, pin or bag_tag")
     return _post(f"/v1/cases/{_segment(ref)}/delivery/proof", encode_multipart(fields), idempotency_key, progress)
+
+
+def _amount(name: str, value: object) -> str:
+    """An amount as the decimal string Baton expects, e.g. ``Decimal("12.50")`` as ``"12.50"``.
+
+    A ``float`` is refused: 0.1 + 0.2 is not 0.3 in binary floating point, and a claim must be
+    paid to the cent. A ``Decimal`` is written out in full, keeping its trailing zeros and never
+    in exponent form (``Decimal("1E+2")`` goes as ``"100"``); a string passes through for the
+    server to check.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{name} must be a finite amount, not {value}")
+        return format(value, "f")
+    hint = ": a float cannot represent money exactly" if isinstance(value, float) else ""
+    raise TypeError(f"{name} must be a Decimal or a str, not {type(value).__name__}{hint}")
+
+
+def _claim_item(index: int, item: object) -> dict[str, Any]:
+    """One claim item as Baton's API has it, with its amount as a string."""
+    name = f"items[{index}].amount"
+    if isinstance(item, Mapping):
+        body = dict(item)
+        if "amount" in body:
+            body["amount"] = _amount(name, body["amount"])
+        body.setdefault("attachment", None)
+        return body
+    if isinstance(item, tuple) and len(item) == 3:
+        description, amount, currency = item
+        return {"description": description, "amount": _amount(name, amount), "currency": currency, "attachment": None}
+    raise TypeError(f"items[{index}] must be a dict or a (description, amount, currency) tuple, not {item!r}")
+
+
+def _claims_path(ref: str, *rest: str) -> str:
+    return "/".join([f"/v1/cases/{_segment(ref)}/claims", *(_segment(part) for part in rest)])
+
+
+def _file_claim_call(ref: str, *, kind: str, items: Sequence[ClaimItem], idempotency_key: str | None) -> _Call:
+    if isinstance(items, (str, bytes, Mapping)):
+        raise TypeError("items must be a list of claim items")
+    body = {"kind": kind, "items": [_claim_item(index, item) for index, item in enumerate(items)]}
+    return _post(_claims_path(ref), body, idempotency_key)
+
+
+def _decide_call(
+    ref: str,
+    claim_id: int | str,
+    *,
+    decision: str,
+    amount: Money | None,
+    currency: str | None,
+    reason: str,
+    idempotency_key: str | None,
+) -> _Call:
+    body: dict[str, Any] = {"decision": decision}
+    if amount is not None:
+        body["amount"] = _amount("amount", amount)
+    if currency is not None:
+        body["currency"] = currency
+    body["reason"] = reason
+    return _post(_claims_path(ref, str(claim_id), "decision"), body, idempotency_key)
+
+
+def _mark_paid_call(ref: str, claim_id: int | str, *, reference: str, idempotency_key: str | None) -> _Call:
+    return _post(_claims_path(ref, str(claim_id), "paid"), {"reference": reference}, idempotency_key)
 
 
 def _request(http: httpx.Client | httpx.AsyncClient, call: _Call) -> httpx.Request:
@@ -399,6 +475,65 @@ class BatonClient:
             )
         )
 
+    def claims(self, ref: str) -> dict[str, Any]:
+        """A case's compensation claims: ``{"items": [...], "next_cursor": ...}``.
+
+        Each claim has its ``state`` (``filed``, ``approved``, ``partly_approved``, ``rejected``,
+        ``paid``), its ``items``, ``totals`` per currency, ``answer_due`` and ``overdue``, and the
+        ``decision`` and ``paid`` records once there are any. The case's owner and Baton's staff may
+        read them; another party gets a 403 ``BatonAPIError``.
+        """
+        return self._perform(_Call(method="GET", path=_claims_path(ref)))
+
+    def file_claim(
+        self, ref: str, *, kind: str, items: Sequence[ClaimItem], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """File a claim on the customer's behalf, as the case's owner; returns the claim.
+
+        ``kind`` is ``interim_expenses``, ``damage``, ``loss`` or ``delay``. Each item is a dict
+        (``description``, ``amount``, ``currency``, ``attachment``) or a ``(description, amount,
+        currency)`` tuple; amounts are ``Decimal`` or ``str``, and a ``float`` raises ``TypeError``.
+        """
+        return self._perform(_file_claim_call(ref, kind=kind, items=items, idempotency_key=idempotency_key))
+
+    def decide(
+        self,
+        ref: str,
+        claim_id: int | str,
+        *,
+        decision: str,
+        amount: Money | None = None,
+        currency: str | None = None,
+        reason: str,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Decide a claim: ``approved``, ``partly_approved`` or ``rejected``; returns the claim.
+
+        ``amount`` (a ``Decimal`` or ``str``) and ``currency`` are what is granted, required unless
+        the claim is rejected; only those given are sent.
+        """
+        return self._perform(
+            _decide_call(
+                ref,
+                claim_id,
+                decision=decision,
+                amount=amount,
+                currency=currency,
+                reason=reason,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def mark_paid(
+        self, ref: str, claim_id: int | str, *, reference: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Record that a decided claim was paid, with the payment's ``reference``; returns the claim."""
+        return self._perform(_mark_paid_call(ref, claim_id, reference=reference, idempotency_key=idempotency_key))
+
+    def rights(self, ref: str) -> dict[str, Any]:
+        """What the customer is entitled to on a case: ``{"items": [...], ...}``, as Baton has it."""
+        return self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/rights"))
+
     def _perform(self, call: _Call) -> dict[str, Any]:
         """Send ``call`` and return its JSON answer, or raise the problem it carries."""
         return _result(self._send(call))
@@ -602,6 +737,65 @@ class AsyncBatonClient:
                 idempotency_key=idempotency_key,
             )
         )
+
+    async def claims(self, ref: str) -> dict[str, Any]:
+        """A case's compensation claims: ``{"items": [...], "next_cursor": ...}``.
+
+        Each claim has its ``state`` (``filed``, ``approved``, ``partly_approved``, ``rejected``,
+        ``paid``), its ``items``, ``totals`` per currency, ``answer_due`` and ``overdue``, and the
+        ``decision`` and ``paid`` records once there are any. The case's owner and Baton's staff may
+        read them; another party gets a 403 ``BatonAPIError``.
+        """
+        return await self._perform(_Call(method="GET", path=_claims_path(ref)))
+
+    async def file_claim(
+        self, ref: str, *, kind: str, items: Sequence[ClaimItem], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """File a claim on the customer's behalf, as the case's owner; returns the claim.
+
+        ``kind`` is ``interim_expenses``, ``damage``, ``loss`` or ``delay``. Each item is a dict
+        (``description``, ``amount``, ``currency``, ``attachment``) or a ``(description, amount,
+        currency)`` tuple; amounts are ``Decimal`` or ``str``, and a ``float`` raises ``TypeError``.
+        """
+        return await self._perform(_file_claim_call(ref, kind=kind, items=items, idempotency_key=idempotency_key))
+
+    async def decide(
+        self,
+        ref: str,
+        claim_id: int | str,
+        *,
+        decision: str,
+        amount: Money | None = None,
+        currency: str | None = None,
+        reason: str,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Decide a claim: ``approved``, ``partly_approved`` or ``rejected``; returns the claim.
+
+        ``amount`` (a ``Decimal`` or ``str``) and ``currency`` are what is granted, required unless
+        the claim is rejected; only those given are sent.
+        """
+        return await self._perform(
+            _decide_call(
+                ref,
+                claim_id,
+                decision=decision,
+                amount=amount,
+                currency=currency,
+                reason=reason,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def mark_paid(
+        self, ref: str, claim_id: int | str, *, reference: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Record that a decided claim was paid, with the payment's ``reference``; returns the claim."""
+        return await self._perform(_mark_paid_call(ref, claim_id, reference=reference, idempotency_key=idempotency_key))
+
+    async def rights(self, ref: str) -> dict[str, Any]:
+        """What the customer is entitled to on a case: ``{"items": [...], ...}``, as Baton has it."""
+        return await self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/rights"))
 
     async def _perform(self, call: _Call) -> dict[str, Any]:
         """Send ``call`` and return its JSON answer, or raise the problem it carries."""

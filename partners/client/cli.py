@@ -3,8 +3,9 @@
 Configuration comes from options or the environment (``BATON_URL``, ``BATON_KEYID``,
 ``BATON_KEY_FILE``, ``BATON_ALG``, ``BATON_PARTNER``), so a cron job or a shell session sets it
 once. Errors print Baton's problem title and detail to stderr and exit 1, never a traceback.
-Answers are printed to stdout as JSON; an upload's progress bar goes to stderr, and only on a
-terminal, so output piped to another program stays clean.
+Answers are printed to stdout as JSON; lists meant for reading (cases, and claims on a terminal)
+as tables. An upload's progress bar goes to stderr, and only on a terminal, so output piped to
+another program stays clean.
 
 Tests and programs embedding the CLI can route its requests through any httpx transport by
 passing it as Click's context object: ``CliRunner().invoke(app, args, obj=transport)``.
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +29,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ._auth import BatonSigner
 from ._client import BatonClient
@@ -34,7 +38,7 @@ from ._keys import generate_ed25519_keypair
 
 app = typer.Typer(
     name="baton-partner",
-    help="Post updates to Baton, manage custody handoffs, attach evidence and deliver, as a partner.",
+    help="Post updates to Baton, manage custody handoffs, attach evidence, deliver and answer claims, as a partner.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -107,6 +111,17 @@ def _parse_time(value: str) -> datetime:
     if parsed.tzinfo is None:
         raise typer.BadParameter(f"{value!r} needs a UTC offset, e.g. Z or +01:00")
     return parsed
+
+
+def _parse_amount(value: str) -> Decimal:
+    """A decimal amount such as 30.00, kept exactly as written (never through a float)."""
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is not an amount like 30.00") from None
+    if not amount.is_finite():
+        raise typer.BadParameter(f"{value!r} is not an amount like 30.00")
+    return amount
 
 
 def _echo_json(document: dict[str, Any]) -> None:
@@ -299,6 +314,84 @@ def cases(
             case["ref"], case.get("status", ""), case.get("type", ""), mine.get("role", ""), mine.get("state", "")
         )
     Console().print(table)
+
+
+class _Decision(str, Enum):
+    """What a claim can be decided as."""
+
+    approved = "approved"
+    partly_approved = "partly_approved"
+    rejected = "rejected"
+
+
+def _totals(claim: dict[str, Any]) -> str:
+    """A claim's totals, one currency per line, e.g. ``12.50 EUR``."""
+    totals: dict[str, str] = claim.get("totals") or {}
+    return "\n".join(f"{amount} {currency}" for currency, amount in totals.items())
+
+
+@app.command()
+def claims(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, even on a terminal.")] = False,
+) -> None:
+    """List a case's compensation claims: a table on a terminal, JSON otherwise."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        found = baton.claims(ref)
+    console = Console()
+    if as_json or not console.is_terminal:
+        _echo_json(found)
+        return
+    table = Table("id", "kind", "state", "totals", "answer due", "overdue")
+    for claim in found.get("items", []):
+        cells = (claim.get("id"), claim.get("kind"), claim.get("state"), _totals(claim), claim.get("answer_due"))
+        overdue = Text("yes", style="bold red") if claim.get("overdue") else Text("no")
+        # Text, not markup: what Baton sends is shown as it is.
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in cells), overdue)
+    console.print(table)
+
+
+@app.command()
+def decide(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+    claim_id: Annotated[int, typer.Argument(help="The claim's id.")],
+    decision: Annotated[_Decision, typer.Option(help="What is decided.")],
+    reason: Annotated[str, typer.Option(help="The reason for the decision.")],
+    amount: Annotated[
+        Decimal | None,
+        typer.Option(parser=_parse_amount, metavar="AMOUNT", help="Amount granted, e.g. 30.00 (unless rejected)."),
+    ] = None,
+    currency: Annotated[str | None, typer.Option(help="Currency of the amount, e.g. EUR.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Reuse to retry safely; generated if omitted.")] = None,
+) -> None:
+    """Approve, partly approve or reject a claim and print the claim."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        claim = baton.decide(
+            ref,
+            claim_id,
+            decision=decision.value,
+            amount=amount,
+            currency=currency,
+            reason=reason,
+            idempotency_key=idempotency_key,
+        )
+    _echo_json(claim)
+
+
+@app.command()
+def paid(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference.")],
+    claim_id: Annotated[int, typer.Argument(help="The claim's id.")],
+    reference: Annotated[str, typer.Option(help="The payment's reference, e.g. a bank transfer id.")],
+    idempotency_key: Annotated[str | None, typer.Option(help="Reuse to retry safely; generated if omitted.")] = None,
+) -> None:
+    """Record that a decided claim was paid and print the claim."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        claim = baton.mark_paid(ref, claim_id, reference=reference, idempotency_key=idempotency_key)
+    _echo_json(claim)
 
 
 def main() -> None:
