@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         description="Where attachment files live, by digest: file:<folder> or s3://bucket/prefix "
                     "(credentials from the usual AWS_* variables).",
     )
+    sdr_rates: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Comma-separated CURRENCY=rate pairs, the value of one SDR (special drawing right) "
+                                "in that currency, e.g. EUR=1.21,USD=1.34: the liability cap is shown converted. "
+                                "Never fetched at run time.",
+    )
     s3_endpoint_url: str | None = Field(
         default=None, description="An S3-compatible store's endpoint (default: AWS's for the region).",
     )
@@ -112,7 +117,23 @@ class Settings(BaseSettings):
         default="auto", description="Log lines as JSON or readable text; auto: text on a terminal, JSON otherwise.",
     )
 
-    @field_validator("webhook_allow_hosts", "sms_countries", mode="before")
+    @field_validator("sdr_rates")
+    @classmethod
+    def _rates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+        from decimal import Decimal, InvalidOperation
+
+        for pair in value:
+            currency, _, rate = pair.partition("=")
+            try:
+                ok = re.fullmatch(r"[A-Z]{3}", currency) is not None and Decimal(rate) > 0
+            except InvalidOperation:
+                ok = False
+            if not ok:
+                raise ValueError(f"BATON_SDR_RATES: {pair!r} is not CURRENCY=rate, e.g. EUR=1.21")
+        return value
+
+    @field_validator("webhook_allow_hosts", "sms_countries", "sdr_rates", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

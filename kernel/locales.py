@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from decimal import Decimal
 import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -38,6 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime, format_skeleton, format_time
+from babel.numbers import format_currency
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -228,6 +230,19 @@ class Words:
         if moment is None:
             return ""
         return format_datetime(self.local(moment), "EEE d MMM, HH:mm", locale=self.formats) + self.zone_suffix
+
+    def day(self, value: dt.date | dt.datetime | None) -> str:
+        """A day on the status page: "Tue 3 Nov 2026" (a deadline's last day, in the reader's zone)."""
+        if value is None:
+            return ""
+        day = self.local(value).date() if isinstance(value, dt.datetime) else value
+        return format_date(day, "EEE d MMM y", locale=self.formats)
+
+    def money(self, amount: str | None, currency: str | None) -> str:
+        """An amount in the reader's conventions: "12,50 €", "$12.50"; exact (a decimal string, never a float)."""
+        if amount is None or currency is None:
+            return ""
+        return format_currency(Decimal(amount), currency, locale=self.formats)
 
     def until(self, moment: dt.datetime | None) -> str:
         """The end of a span that ``when`` began, on the status page: "20:00" (the same 24-hour clock)."""

@@ -29,7 +29,7 @@ from notifications.sms_text import fit, is_gsm7, to_gsm7
 
 BRAND = "Baton"
 KINDS = ("opened", "update", "escalation", "resolution", "deadline", "delivery_confirmed", "out_for_delivery",
-         "delivered")
+         "delivered", "rights_reminder", "refund_due", "claim_decided", "claim_paid")
 SMS_MAX_SEGMENTS = 2
 
 
@@ -61,6 +61,11 @@ class CustomerView:
     window_start: dt.datetime | None = None  # delivery window (aware UTC)
     window_end: dt.datetime | None = None
     pin: str | None = None  # out for delivery: the PIN the driver asks for
+    right: str | None = None  # rights_reminder: the rule, in the customer's words
+    due_at: dt.datetime | None = None  # rights_reminder: the deadline's exclusive end (aware UTC)
+    decision: str | None = None  # claim_decided: approved | partly_approved | rejected
+    amount: str | None = None  # claims: a decimal string
+    currency: str | None = None
 
 
 def resolve_locale(locale: str | None) -> str:
@@ -153,6 +158,11 @@ def _context(view: CustomerView, *, sms: bool) -> dict[str, object]:
         "eta_stamp": t.stamp(eta),
         "window_when": _window(t, view.window_start, view.window_end, now=view.now if sms else None),
         "pin": view.pin if view.pin and view.pin.isdigit() else None,
+        "right": _clean(view.right),
+        # The last day: the end is exclusive, the customer reads "by Monday" as "on Monday at the latest".
+        "due_day": t.day(t.local(view.due_at) - dt.timedelta(seconds=1)) if view.due_at else None,
+        "decision": view.decision,
+        "amount": t.money(view.amount, view.currency) if view.amount and view.currency else None,
     }
 
 

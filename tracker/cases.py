@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.errors import Conflict, Forbidden, Unprocessable
 from kernel.pagination import decode_cursor, encode_cursor
 from partners.models import Partner
-from tracker import announce, trust
+from tracker import announce, rights, trust
 from tracker.access import check_status, load_case, parties_by_case, require_open, signature_of
 from tracker.casetypes import CaseTypeDef, case_type
 from tracker.chain import GENESIS
@@ -66,6 +66,8 @@ def case_out(case: Case, parties: list[Party], *, principal: Principal, ctype: C
         satisfaction=case.satisfaction,
         eta=case.eta,
         eta_first=case.eta_first,
+        delivered_at=case.delivered_at,
+        itinerary=case.itinerary,
         last_seq=case.last_seq,
         last_hash=case.last_hash,
     )
@@ -126,6 +128,7 @@ async def open_case(
         status_token=token,
         status_token_locator=token[:8],
         external_refs=payload.external_refs,
+        itinerary=payload.itinerary.model_dump(mode="json") if payload.itinerary else None,
         opened_at=now,
         deadline_at=now + ctype.deadline if ctype.deadline else None,
         last_seq=0,
@@ -161,10 +164,12 @@ async def open_case(
             "parties": [{"partner": p.partner_id, "role": p.role, "responsible": p.responsible, "state": p.state}
                         for p in parties],
             "external_refs": payload.external_refs,
+            **({"itinerary": case.itinerary} if case.itinerary else {}),
         },
         now=now,
         signature=signature_of(principal),
     )
+    await rights.refresh(session=session, case=case, now=now)
     await notify_customer(session=session, case=case, kind="opened", now=now)
     await announce.webhooks(
         session=session, case=case, kind="case.opened",
@@ -259,6 +264,9 @@ async def close_case(
         raise Unprocessable(f"{status!r} is not a terminal status of a {ctype.code} case.")
     case.status = status
     case.closed_at = now
+    if status == "delivered" and case.delivered_at is None:
+        case.delivered_at = now  # the rights that count from delivery start now
+        await rights.refresh(session=session, case=case, now=now)
     case.resolution = payload.resolution
     parties = (await parties_by_case(session, [case.id]))[case.id]
     for party in parties:

@@ -31,6 +31,16 @@ def _s(code: str, *, notify: bool = True, terminal: bool = False, **labels: str)
     return {"code": code, "labels": labels, "notify": notify, "terminal": terminal}
 
 
+def _rule(code: str, *, kind: str, counts_from: str, within: str, remind_before: str | None = None,
+          fallback: str | None = None, applies: dict[str, Any] | None = None,
+          **texts: tuple[str, str]) -> dict[str, Any]:
+    """A right or deadline as data: see ``tracker.rights`` for the fields."""
+    return {"code": code, "kind": kind, "from": counts_from, "fallback": fallback, "within": within,
+            "remind_before": remind_before, "applies": applies or {},
+            "labels": {locale: label for locale, (label, _) in texts.items()},
+            "how": {locale: how for locale, (_, how) in texts.items()}}
+
+
 BAGGAGE: dict[str, Any] = {
     "code": "baggage",
     "prefix": "BAG",
@@ -94,6 +104,67 @@ BAGGAGE: dict[str, Any] = {
         "handoff_accept_within": "PT2H",
         "deadline": "P21D",
         "deadline_status": "presumed_lost",
+        # Rights and deadlines (tracker.rights): the Montreal Convention (arts. 17, 22, 31, 35) and
+        # the US DOT checked-bag fee refund (14 CFR 260, in force since late 2024). Calendar days
+        # count to the end of the day in the customer's time zone; hours count exactly.
+        "rules": [
+            _rule("presumed_lost", kind="lost", counts_from="opened", within="P21D",
+                  en=("Your bag counts as lost if it is not delivered within 21 days",
+                      "You can then claim for its contents as a loss."),
+                  de=("Ihr Gepäckstück gilt als verloren, wenn es nicht binnen 21 Tagen zugestellt wird",
+                      "Dann können Sie den Inhalt als Verlust geltend machen."),
+                  fr=("Votre bagage est considéré comme perdu s'il n'est pas livré sous 21 jours",
+                      "Vous pouvez alors réclamer son contenu comme une perte."),
+                  es=("Su equipaje se considera perdido si no se entrega en 21 días",
+                      "Entonces puede reclamar su contenido como pérdida.")),
+            _rule("damage_complaint", kind="filing", counts_from="delivered", within="P7D", remind_before="P2D",
+                  en=("Written complaint if the bag or its contents are damaged",
+                      "File a claim of kind damage below, with photos, within 7 days of receiving the bag."),
+                  de=("Schriftliche Beschwerde bei Schäden am Gepäck oder Inhalt",
+                      "Reichen Sie unten einen Schadensanspruch mit Fotos ein, binnen 7 Tagen nach Erhalt."),
+                  fr=("Réclamation écrite si le bagage ou son contenu est endommagé",
+                      "Déposez ci-dessous une réclamation pour dommage, avec photos, sous 7 jours après réception."),
+                  es=("Reclamación por escrito si el equipaje o su contenido están dañados",
+                      "Presente abajo una reclamación por daños, con fotos, en 7 días desde la recepción.")),
+            _rule("delay_complaint", kind="filing", counts_from="delivered", within="P21D", remind_before="P3D",
+                  en=("Written complaint for the delay and your expenses",
+                      "File a claim of kind delay or interim expenses below, with receipts, within 21 days."),
+                  de=("Schriftliche Beschwerde wegen der Verspätung und Ihrer Ausgaben",
+                      "Reichen Sie unten einen Anspruch für Verspätung oder Auslagen mit Belegen ein, binnen 21 Tagen."),
+                  fr=("Réclamation écrite pour le retard et vos frais",
+                      "Déposez ci-dessous une réclamation pour retard ou frais, avec justificatifs, sous 21 jours."),
+                  es=("Reclamación por escrito por el retraso y sus gastos",
+                      "Presente abajo una reclamación por retraso o gastos, con recibos, en 21 días.")),
+            _rule("legal_action", kind="filing", counts_from="arrived", fallback="opened", within="P2Y",
+                  en=("Legal action, if your claim is not settled", "Court proceedings must start within 2 years."),
+                  de=("Klage, falls Ihr Anspruch nicht geregelt wird", "Eine Klage muss binnen 2 Jahren erhoben werden."),
+                  fr=("Action en justice, si votre réclamation n'est pas réglée",
+                      "Une action doit être engagée dans les 2 ans."),
+                  es=("Acción judicial, si su reclamación no se resuelve",
+                      "La demanda debe presentarse en un plazo de 2 años.")),
+            *(_rule(code, kind="refund", counts_from="arrived", within=within, applies=applies,
+                    en=("Refund of your checked-bag fee if the bag is not delivered by then",
+                        "The airline refunds the fee you paid for this bag; you need not ask."),
+                    de=("Erstattung Ihrer Gepäckgebühr, wenn das Gepäck bis dahin nicht zugestellt ist",
+                        "Die Fluggesellschaft erstattet die Gebühr für dieses Gepäckstück; Sie müssen nichts tun."),
+                    fr=("Remboursement des frais de bagage s'il n'est pas livré d'ici là",
+                        "La compagnie rembourse les frais payés pour ce bagage, sans démarche de votre part."),
+                    es=("Reembolso de la tarifa de equipaje si no se entrega para entonces",
+                        "La aerolínea reembolsa lo que pagó por este equipaje; no tiene que pedirlo."))
+              for code, within, applies in (
+                  ("dot_fee_refund_domestic", "PT12H", {"international": False}),
+                  ("dot_fee_refund_international", "PT15H", {"international": True, "longest_flight_hours_at_most": 12}),
+                  ("dot_fee_refund_long_haul", "PT30H", {"international": True, "longest_flight_hours_over": 12}),
+              )),
+        ],
+        "liability_cap": {"amount": "1519", "currency": "XDR", "labels": {
+            "en": "The airline's liability for a bag is capped at about 1,519 SDR (special drawing rights).",
+            "de": "Die Haftung der Fluggesellschaft je Gepäck ist auf etwa 1.519 SZR (Sonderziehungsrechte) begrenzt.",
+            "fr": "La responsabilité de la compagnie est limitée à environ 1 519 DTS (droits de tirage spéciaux).",
+            "es": "La responsabilidad de la aerolínea se limita a unos 1.519 DEG (derechos especiales de giro).",
+        }},
+        "claim_answer_within": "P30D",
+        "claim_escalate_after": "P7D",
     },
 }
 
@@ -155,6 +226,11 @@ PARCEL: dict[str, Any] = {
         "handoff_accept_within": "PT4H",
         "deadline": "P14D",
         "deadline_status": "lost",
+        # No rules: a parcel's rights come from the shipper's contract and the carrier's terms, which
+        # differ from one contract to the next; an operator adds its own as data (README, "Rights").
+        "rules": [],
+        "claim_answer_within": "P14D",
+        "claim_escalate_after": "P7D",
     },
 }
 
@@ -175,6 +251,10 @@ class CaseTypeDef:
     handoff_accept_within: dt.timedelta
     deadline: dt.timedelta | None
     deadline_status: str | None
+    rules: tuple[dict[str, Any], ...] = ()
+    liability_cap: dict[str, Any] | None = None
+    claim_answer_within: dt.timedelta | None = None
+    claim_escalate_after: dt.timedelta | None = None
 
     @classmethod
     def parse(cls, *, code: str, prefix: str, name: str, definition: dict[str, Any]) -> CaseTypeDef:
@@ -192,6 +272,12 @@ class CaseTypeDef:
             handoff_accept_within=parse_duration(definition.get("handoff_accept_within") or "PT2H"),
             deadline=parse_duration(deadline) if deadline else None,
             deadline_status=definition.get("deadline_status"),
+            rules=tuple(definition.get("rules") or ()),
+            liability_cap=definition.get("liability_cap"),
+            claim_answer_within=parse_duration(definition["claim_answer_within"])
+            if definition.get("claim_answer_within") else None,
+            claim_escalate_after=parse_duration(definition["claim_escalate_after"])
+            if definition.get("claim_escalate_after") else None,
         )
 
     def label(self, status: str, locale: str | None) -> str:

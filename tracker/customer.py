@@ -32,11 +32,13 @@ from partners.models import Partner
 from tracker.casetypes import case_type
 from kernel.config import Settings
 from kernel.db import settings_of
+from kernel.locales import LOCALES
 from tracker.models import Case, Delivery, Party
 from tracker.parties import UNWATCHED
 
 KIND_RANK = {"update": 0, "delivery_confirmed": 1, "opened": 1, "escalation": 2, "deadline": 3, "resolution": 4,
-             "out_for_delivery": 5, "delivered": 6}
+             "out_for_delivery": 5, "delivered": 6, "rights_reminder": 1, "refund_due": 2, "claim_decided": 2,
+             "claim_paid": 2}
 # Sent at once, never held for the coalescing window: the driver is on the way, or has been.
 URGENT_KINDS = frozenset({"out_for_delivery", "delivered"})
 
@@ -226,6 +228,9 @@ class CustomerRenderer:
         escalation = next((t for t in reversed(triggers) if t.get("kind") == "escalation"), {})
         chased = escalation.get("chased_at")
         window = next((t for t in reversed(triggers) if t.get("window_start")), {})
+        asked = next((t for t in reversed(triggers) if t.get("kind") in ("claim_decided", "claim_paid")), {})
+        reminder = next((t for t in reversed(triggers) if t.get("kind") == "rights_reminder"), {})
+        rule = next((r for r in ctype.rules if r["code"] == reminder.get("rule")), None)
         pin = None
         if kind == "out_for_delivery":  # read at send time: the PIN is never copied into the outbox payload
             pin = await session.scalar(select(Delivery.pin).where(Delivery.case_id == case.id))
@@ -249,6 +254,11 @@ class CustomerRenderer:
             window_start=dt.datetime.fromisoformat(window["window_start"]) if window else None,
             window_end=dt.datetime.fromisoformat(window["window_end"]) if window else None,
             pin=pin,
+            right=LOCALES.label(rule.get("labels", {}), case.customer_locale, missing="") if rule else None,
+            due_at=dt.datetime.fromisoformat(reminder["due_at"]) if reminder.get("due_at") else None,
+            decision=asked.get("decision"),
+            amount=asked.get("amount"),
+            currency=asked.get("currency"),
         )
 
 

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.errors import Conflict, Forbidden, NotFound, Unprocessable
 from kernel.validation import phone_number
 from partners.models import Partner
-from tracker import announce, handoffs, parties
+from tracker import announce, handoffs, parties, rights
 from tracker.access import load_case, require_open, signature_of
 from tracker.casetypes import case_type
 from tracker.customer import notify_customer
@@ -446,6 +446,7 @@ async def complete(
     delivery.state = DeliveryState.DELIVERED
     delivery.delivered_at = now
     delivery.updated_at = now
+    case.delivered_at = case.delivered_at or now
     # The item is with the customer: nobody holds it any more, so the watch ends for every party
     # (a carrier still late on it is not chased for a bag already delivered). The owner closes.
     relieved = []
@@ -463,6 +464,7 @@ async def complete(
                          body={"courier": delivery.courier_id, **delivery.proof, "relieved": relieved})
     if DELIVERED_STATUS in ctype.statuses:
         case.status = DELIVERED_STATUS
+    await rights.refresh(session=session, case=case, now=now)  # the complaint deadlines count from now
     photo = next((a["id"] for a in attachments if a.get("role") == "photo"), None)
     await notify_customer(session=session, case=case, kind="delivered", now=now, urgent=True,
                           trigger={"holder": delivery.courier_id, "photo": photo})

@@ -24,7 +24,7 @@
    party is told by a ``customer.erased`` webhook (once: its dedupe key is the case).
 10. The customer's attachments and the delivery proof are marked erased (their notes and file
     names dropped, their digests kept in rows and events), the delivery request loses address,
-    phone and instructions; after the commit ``delete_erased_files`` deletes the objects that no
+    phone and instructions, the claims their item descriptions; after the commit ``delete_erased_files`` deletes the objects that no
     live attachment shares (``tracker.evidence``).
 11. After the caller commits, ``forget_old_pages`` checkpoints SQLite's WAL with TRUNCATE, so the
     old page images leave the ``-wal`` file too.
@@ -46,7 +46,7 @@ from kernel.errors import NotFound
 from kernel.storage import BlobStore
 from tracker import evidence
 from tracker.delivery import erase as erase_delivery
-from tracker.models import Attachment, Case, Delivery, Event, ExternalRef, Handoff, IdempotencyRecord, Party
+from tracker.models import Attachment, Case, Claim, Delivery, Event, ExternalRef, Handoff, IdempotencyRecord, Party
 from tracker.redaction import ERASED_TEXT, Redactor
 from tracker.refs import parse_ref
 from tracker.timeline import append_event
@@ -106,6 +106,10 @@ async def erase_customer(*, session: AsyncSession, ref: str, actor: str, now: dt
         external.value = redact.text(external.value)[:100]
 
     files = await evidence.erase_for_customer(session=session, case=case, now=now)
+    for claim in (await session.scalars(select(Claim).where(Claim.case_id == case.id))).all():
+        # What the customer wrote goes; amounts, currencies and the decision stay (they are the record).
+        claim.items = [{**item, "description": ERASED_TEXT} for item in claim.items]
+        claim.reason = redact.text(claim.reason)
     delivery = await session.scalar(select(Delivery).where(Delivery.case_id == case.id))
     if delivery is not None:
         erase_delivery(delivery)

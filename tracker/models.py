@@ -63,6 +63,10 @@ class Case(Base):
     # The latest expected arrival a party announced, and the first one (the promise scorecards hold it to).
     eta: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     eta_first: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the item reached the customer (proof of delivery, or closed as delivered): rights count from it.
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # {"international": bool, "longest_flight_hours": number, "arrived_at": time}: which rules apply.
+    itinerary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
@@ -207,6 +211,54 @@ class Delivery(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     proof: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CaseDeadline(Base):
+    """A rule's date on one case (``tracker.rights``): what the watchdog reminds of or fires, indexed."""
+
+    __tablename__ = "case_deadlines"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(60))
+    kind: Mapped[str] = mapped_column(String(20))
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    remind_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the watchdog next looks: the reminder, then (a refund) the due time; NULL when done.
+    watch_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    fired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("case_id", "code"),)
+
+
+class Claim(Base):
+    """A customer's claim (``tracker.claims`` moves its state); amounts are decimal strings, never floats."""
+
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    totals: Mapped[dict[str, str]] = mapped_column(JSONType)
+    filed_by: Mapped[str] = mapped_column(String(120))
+    filed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    answer_due: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # When the watchdog next looks (the answer's due time, then its escalation); NULL once answered.
+    watch_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    overdue_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decision: Mapped[str | None] = mapped_column(String(20))
+    decided_amount: Mapped[str | None] = mapped_column(String(24))
+    decided_currency: Mapped[str | None] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    paid_reference: Mapped[str | None] = mapped_column(String(200))
+    paid_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 

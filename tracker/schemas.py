@@ -52,6 +52,15 @@ class PartyIn(BaseModel):
     cadence: Duration | None = Field(default=None, description="Default: the partner's, then the case type's.")
 
 
+class ItineraryIn(BaseModel):
+    """Which rules apply (``tracker.rights``): the US DOT refund counts from ``arrived_at``."""
+
+    model_config = ConfigDict(extra="forbid")
+    international: bool
+    longest_flight_hours: float = Field(gt=0, le=24, description="The longest flight of the trip, in hours.")
+    arrived_at: Instant = Field(description="When the customer's flight arrived (without the bag).")
+
+
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str = Field(examples=["baggage"])
@@ -61,6 +70,7 @@ class CaseIn(BaseModel):
     parties: list[PartyIn] = Field(default_factory=list, max_length=50)
     external_refs: dict[str, str] = Field(default_factory=dict, examples=[{"worldtracer": "JFKUA12345"}])
     status: str | None = Field(default=None, description="Default: the case type's initial status.")
+    itinerary: ItineraryIn | None = None
 
     @field_validator("external_refs")
     @classmethod
@@ -120,6 +130,8 @@ class CaseOut(BaseModel):
     satisfaction: str | None
     eta: dt.datetime | None = Field(default=None, description="The latest expected arrival a party announced.")
     eta_first: dt.datetime | None = Field(default=None, description="The first one: the promise it is held to.")
+    delivered_at: dt.datetime | None = Field(default=None, description="When the item reached the customer.")
+    itinerary: dict | None = None
     last_seq: int
     last_hash: str
 

@@ -17,8 +17,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from partners.models import Partner
-from tracker import announce, delivery, evidence
+from tracker import announce, claims, delivery, evidence, rights
 from tracker.delivery import WindowOut
+from tracker.rights import CapOut, RightOut
 from tracker.casetypes import case_type
 from kernel.errors import Conflict, NotFound
 from tracker.models import Case, Event, Party
@@ -27,7 +28,8 @@ from tracker.timeline import append_event
 
 TOKEN_MIN, TOKEN_MAX = 22, 64
 PUBLIC_TYPES = ("case.opened", "update", "handoff.accepted", "case.closed", "case.deadline", "customer.message",
-                "customer.confirmation", "delivery.accepted", "delivery.completed")
+                "customer.confirmation", "delivery.accepted", "delivery.completed", "case.refund_due", "claim.decided",
+                "claim.paid")
 
 
 class Holder(BaseModel):
@@ -76,6 +78,20 @@ class DeliveryView(BaseModel):
     delivered_at: dt.datetime | None = None
 
 
+class ClaimView(BaseModel):
+    """A claim as its customer sees it: what was asked, and what was decided."""
+
+    id: int
+    kind: str
+    state: str
+    totals: dict[str, str]
+    filed_at: dt.datetime
+    answer_due: dt.datetime
+    decision_amount: str | None = None
+    decision_currency: str | None = None
+    reason: str | None = None
+
+
 class StatusOut(BaseModel):
     ref: str
     case_type: str
@@ -98,6 +114,9 @@ class StatusOut(BaseModel):
     delivery: DeliveryView | None = None
     delivery_slots: list[WindowOut] = Field(default_factory=list)
     can_request_delivery: bool = Field(default=False, description="A courier is on the case; the customer may ask.")
+    rights: list[RightOut] = Field(default_factory=list, description="What the customer is owed and by when.")
+    liability_cap: CapOut | None = None
+    claims: list[ClaimView] = Field(default_factory=list)
 
 
 class CustomerMessageIn(BaseModel):
@@ -164,6 +183,10 @@ async def status_of(
                      thumbnail=a.thumbnail_sha256 is not None, by_customer=a.from_customer, at=a.created_at)
              for a in await evidence.for_customer(session, case)]
     wanted = await _delivery_view(session, case, names, now=now)
+    owed = await rights.rights_of(session=session, case=case, now=now, locale=tag) if now is not None else None
+    asked = [ClaimView(id=c.id, kind=c.kind, state=c.state, totals=c.totals, filed_at=c.filed_at,
+                       answer_due=c.answer_due, decision_amount=c.decided_amount, decision_currency=c.decided_currency,
+                       reason=c.reason) for c in await claims.of_case(session, case)]
     return StatusOut(
         ref=case.ref,
         case_type=case.type,
@@ -184,6 +207,9 @@ async def status_of(
         eta=case.eta if case.closed_at is None and not _delivered(wanted["delivery"]) else None,
         files=files,
         **wanted,
+        rights=owed.items if owed else [],
+        liability_cap=owed.liability_cap if owed else None,
+        claims=asked,
     )
 
 
@@ -223,6 +249,11 @@ def _entry(event: Any, label: Any, lang: str | None, names: dict[str, str]) -> T
                              by_customer=True, status=body.get("satisfaction"))
     if event.visibility != "public":
         return None
+    if event.type == "claim.decided":
+        return TimelineEntry(at=event.received_at, kind=event.type, status=body.get("decision"),
+                             message=body.get("reason"))
+    if event.type in ("claim.paid", "case.refund_due"):
+        return TimelineEntry(at=event.received_at, kind=event.type)
     if event.type in ("delivery.accepted", "delivery.completed"):
         return TimelineEntry(at=event.received_at, kind=event.type, holder=names.get(body.get("courier", "")))
     status = body.get("status")

@@ -24,7 +24,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from partners.models import Partner
-from tracker import announce, parties
+from tracker import announce, claims, parties, rights
 from kernel.calendars import BusinessCalendar
 from tracker.casetypes import case_type
 from kernel.clock import Clock
@@ -76,6 +76,8 @@ class SweepResult:
     escalated: int = 0
     handoffs_flagged: int = 0
     deadlines: int = 0
+    rights: int = 0  # reminders sent and refunds fired (tracker.rights)
+    claims: int = 0  # claims flagged overdue or escalated (tracker.claims)
     visited: int = 0
     touched_cases: set[int] = field(default_factory=set)
 
@@ -84,7 +86,7 @@ class SweepResult:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("visited", "touched_cases")}
 
     def total(self) -> int:
-        return self.late + self.escalated + self.handoffs_flagged + self.deadlines
+        return self.late + self.escalated + self.handoffs_flagged + self.deadlines + self.rights + self.claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,8 @@ class Watchdog:
         """One full sweep at the clock's current instant, in batches of ``config.batch``."""
         now = self.clock.now()
         result = SweepResult()
-        for step in (self._parties_batch, self._handoffs_batch, self._deadlines_batch):
+        for step in (self._parties_batch, self._handoffs_batch, self._deadlines_batch, self._rights_batch,
+                     self._claims_batch):
             for _ in range(10_000):
                 async with self.sessionmaker() as session:
                     handled = await step(session, now, result)
@@ -266,6 +269,17 @@ class Watchdog:
             result.touched_cases.add(case.id)
         await session.flush()
         return len(cases)
+
+
+    async def _rights_batch(self, session: AsyncSession, now: dt.datetime, result: SweepResult) -> int:
+        handled = await rights.sweep_batch(session, now, self.config.batch)
+        result.rights += handled
+        return handled
+
+    async def _claims_batch(self, session: AsyncSession, now: dt.datetime, result: SweepResult) -> int:
+        handled = await claims.sweep_batch(session, now, self.config.batch)
+        result.claims += handled
+        return handled
 
 
 def _locked(session: AsyncSession, query, of=Case):  # type: ignore[no-untyped-def]

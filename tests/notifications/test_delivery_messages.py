@@ -31,16 +31,16 @@ def test_a_pin_that_is_not_four_digits_is_never_printed() -> None:
 def test_the_confirmed_window_is_in_the_customers_zone() -> None:
     sms = render_sms(view(kind="delivery_confirmed", timezone="America/New_York", window_start=EVENING[0],
                           window_end=EVENING[1], now=MONDAY))
-    assert "6:00" in sms and "8:00" in sms  # 23:00-01:00 UTC is 18:00-20:00 in New York
+    assert "is confirmed on Monday at 6:00 PM-8:00 PM." in sms  # (the en dash, in GSM-7)  # 23:00-01:00 UTC is 18:00-20:00 in New York
 
 
 def test_an_update_says_when_the_item_is_expected_and_the_email_too() -> None:
     sms = render_sms(view(eta=ETA, now=MONDAY))
-    assert "Expected by" in sms
+    assert "Expected on Wednesday at 9:30 AM." in sms  # London time, within the week: the weekday
     subject, text, html = render_email(view(eta=ETA, now=MONDAY))
     assert "Expected by" in text and "Expected by" in html
     past = render_sms(view(eta=MONDAY - dt.timedelta(hours=1), now=MONDAY))
-    assert "Expected by" not in past  # a promise already past is not repeated
+    assert "Expected" not in past  # a promise already past is not repeated
 
 
 def test_delivered_email_points_to_the_proof() -> None:

@@ -126,6 +126,13 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "list_case_delivery_slots": (401, 200, 200, 200, 404, 401, 401, 401, 200, 200, 200, 200, 200),
     "accept_case_delivery":     (401, 403, 403, 403, 404, 401, 401, 401, 200, 200, 200, 200, 403),
     "post_case_delivery_proof": (401, 403, 403, 403, 404, 401, 401, 401, 409, 409, 409, 409, 403),
+    # rights and claims: the owner and staff (they hold the customer relationship and the money)
+    "get_case_rights":          (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
+    "list_case_claims":         (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
+    "file_case_claim":          (401, 403, 201, 403, 404, 401, 401, 401, 201, 201, 201, 403, 403),
+    "decide_case_claim":        (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
+    "pay_case_claim":           (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
+    "list_claims":              (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
 }  # fmt: skip
 
 # Routes the app serves outside the OpenAPI document, reviewed: HTML for customers and staff, and
@@ -238,6 +245,8 @@ class Scene:
     handoff_id: int
     case: dict[str, Any]
     attachment_id: int
+    claim_filed: int
+    claim_approved: int
 
 
 class Matrix:
@@ -300,11 +309,17 @@ class Matrix:
         attached = await self.world.client.post(f"/v1/cases/{case['ref']}/attachments", content=body,
                                                 headers={**self.world.admin, "content-type": ctype})
         assert attached.status_code == 201, attached.text
+        filed, approved = [(await self.world.as_admin("POST", f"/v1/cases/{case['ref']}/claims", json_body={
+            "kind": "interim_expenses", "items": [{"description": "A shirt", "amount": "34.10", "currency": "USD"}]
+        })).json()["id"] for _ in range(2)]
+        decided = await self.world.as_admin("POST", f"/v1/cases/{case['ref']}/claims/{approved}/decision", json_body={
+            "decision": "approved", "amount": "34.10", "currency": "USD", "reason": "Receipt seen"})
+        assert decided.status_code == 200, decided.text
         handoff = await self.world.as_admin("POST", f"/v1/cases/{case['ref']}/handoffs",
                                             json_body={"to": "ua", "from": "lh", "note": "Forwarded on UA123"})
         assert handoff.status_code == 201, handoff.text
         return Scene(case["ref"], case["status_url"].rsplit("/", 1)[1], handoff.json()["id"], case,
-                     attached.json()["id"])
+                     attached.json()["id"], filed, approved)
 
     async def spare_key(self) -> str:
         keyid = f"fastcourier-spare-{next(self.counter)}"
@@ -329,7 +344,8 @@ class Matrix:
     async def fingerprint(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row Baton keeps, except spent nonces (a refused signed write rightly spends its nonce)."""
         tables = ("cases", "parties", "handoffs", "events", "notifications", "partners", "partner_keys",
-                  "staff_tokens", "case_external_refs", "idempotency_records", "attachments", "deliveries")
+                  "staff_tokens", "case_external_refs", "idempotency_records", "attachments", "deliveries",
+                  "claims", "case_deadlines")
         async with self.sessionmaker() as session:
             return {t: [tuple(r) for r in (await session.execute(text(f"SELECT * FROM {t} ORDER BY 1"))).all()]
                     for t in tables}
@@ -341,7 +357,8 @@ class Matrix:
         partner_id = {"revoke_partner_key": "fastcourier", "accept_case_invitation": "dhl",
                       "decline_case_invitation": "dhl"}.get(operation, "lh")
         return {"ref": scene.ref, "partner_id": partner_id, "handoff_id": scene.handoff_id, "token": token,
-                "attachment_id": scene.attachment_id, **extra}
+                "attachment_id": scene.attachment_id,
+                "claim_id": scene.claim_approved if operation == "pay_case_claim" else scene.claim_filed, **extra}
 
     def body(self, operation: str) -> tuple[Any, dict[str, str] | None]:
         """(JSON body, form) for a write: plausible and valid, so only authorization can refuse it."""
@@ -362,6 +379,11 @@ class Matrix:
             "create_partner": {"id": f"dhl{n}", "name": "DHL", "kind": "courier"},
             "add_partner_key": {"keyid": f"lh-hmac-extra-{n}", "alg": "hmac-sha256"},
             "put_case_delivery": {"collect_at": "BOS"},
+            "file_case_claim": {"kind": "delay", "items": [{"description": "Taxi", "amount": "22.50",
+                                                            "currency": "EUR"}]},
+            "decide_case_claim": {"decision": "partly_approved", "amount": "20.00", "currency": "USD",
+                                  "reason": "The shirt, less wear"},
+            "pay_case_claim": {"reference": "SEPA-0042"},
             "accept_case_delivery": {},
             "add_case_attachment": MULTIPART,
             "post_case_delivery_proof": MULTIPART,

@@ -192,12 +192,18 @@ class Rig:
         self.admin("POST", f"/v1/cases/{proof_ref}/delivery/accept", {})
         self.admin("POST", f"/v1/cases/{proof_ref}/events", {"status": "out_for_delivery"})
         SEEDED_PIN["pin"] = asgi._get_portal().call(self._pin, proof_ref)
+        shirt = {"kind": "interim_expenses", "items": [{"description": "A shirt", "amount": "34.10", "currency": "USD"}]}
+        claim = self.admin("POST", f"/v1/cases/{case['ref']}/claims", shirt)
+        approved = self.admin("POST", f"/v1/cases/{case['ref']}/claims", shirt)
+        self.admin("POST", f"/v1/cases/{case['ref']}/claims/{approved['id']}/decision",
+                   {"decision": "approved", "amount": "34.10", "currency": "USD", "reason": "Receipt seen"})
         dead = self.admin("GET", "/v1/webhook-deliveries?partner=lh")["items"][0]["id"]
         asgi._get_portal().call(self._dead_letter, dead)
         return {
             "ref": case["ref"], "token": case["status_url"].rsplit("/", 1)[1], "handoff_id": handoff["id"],
             "partner_id": "lh", "delivery_id": dead, "spare_ref": spare["ref"], "invite_ref": opened.json()["ref"],
             "attachment_id": attached.json()["id"], "delivery_ref": delivery_ref, "proof_ref": proof_ref,
+            "claim_id": claim["id"], "approved_claim_id": approved["id"],
         }
 
     async def _pin(self, ref: str) -> str:
@@ -244,6 +250,8 @@ def real_parameters(operation: Any, seeded: dict[str, Any]) -> dict[str, Any]:
             operation.label.endswith(("/accept", "/decline")):
         values.update(ref=seeded["invite_ref"], partner_id="ua" if operation.label.endswith("/accept") else
                       "swissport-fra")
+    if operation.label.endswith("/paid"):
+        values["claim_id"] = seeded["approved_claim_id"]
     if "/delivery" in operation.label:
         values["ref"] = seeded["proof_ref" if operation.label.endswith("/proof") else "delivery_ref"]
     if operation.label == "DELETE /v1/partners/{partner_id}/keys/{keyid}":
@@ -301,6 +309,12 @@ def real_body(label: str) -> Any:
         elif label == "POST /v1/cases/{ref}/delivery/proof":
             body.clear()
             body["pin"] = SEEDED_PIN.get("pin", "0000")
+        elif label == "POST /v1/cases/{ref}/claims":
+            body["kind"] = "delay"
+            body["items"] = [{"description": "Taxi", "amount": "22.50", "currency": "EUR"}]
+        elif label == "POST /v1/cases/{ref}/claims/{claim_id}/decision":
+            body.clear()
+            body.update(decision="rejected", reason="No receipt")
         elif label == "POST /v1/cases/{ref}/handoffs":
             body["to"] = "ua"  # from the staff caller: no sender; from lh: its own custody
             body.pop("from", None)

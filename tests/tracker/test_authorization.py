@@ -71,6 +71,10 @@ PLAUSIBLE_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/cases/{ref}/delivery/proof"): {},
     ("PUT", "/v1/cases/{ref}/delivery"): {"collect_at": "JFK"},
     ("POST", "/v1/cases/{ref}/delivery/accept"): {},
+    ("POST", "/v1/cases/{ref}/claims"): {"kind": "delay", "items": [{"description": "Taxi", "amount": "22.50",
+                                                                    "currency": "EUR"}]},
+    ("POST", "/v1/cases/{ref}/claims/{claim_id}/decision"): {"decision": "rejected", "reason": "No receipt"},
+    ("POST", "/v1/cases/{ref}/claims/{claim_id}/paid"): {"reference": "SEPA-0042"},
 }
 
 
@@ -152,7 +156,7 @@ async def test_non_party_partner_gets_the_same_404_as_for_a_case_that_does_not_e
     body = _body_for(method, path)
 
     async def send(target_ref: str) -> httpx.Response:
-        url = path.format(ref=target_ref, partner_id="lh", handoff_id=handoff_id, attachment_id=1)
+        url = path.format(ref=target_ref, partner_id="lh", handoff_id=handoff_id, attachment_id=1, claim_id=1)
         return await world.as_partner(OUTSIDER, method, url, json_body=body)
 
     hidden = _assert_problem(await send(ref), 404)
@@ -341,7 +345,7 @@ async def test_admin_can_revoke_a_key_that_an_agent_could_not(world: World) -> N
 @pytest.mark.parametrize(("method", "path"), [pytest.param(m, p, id=f"{m} {p}") for m, p in V1_ROUTES])
 async def test_every_v1_route_answers_401_without_credentials(world: World, method: str, path: str) -> None:
     case = await world.open_case()
-    url = path.format(ref=case["ref"], partner_id="lh", handoff_id=1, keyid="lh-ed", delivery_id=1, attachment_id=1)
+    url = path.format(ref=case["ref"], partner_id="lh", handoff_id=1, keyid="lh-ed", delivery_id=1, attachment_id=1, claim_id=1)
     kwargs: dict[str, Any] = {"json": {}} if method in WRITE_METHODS else {}
 
     response = await world.client.request(method, url, **kwargs)

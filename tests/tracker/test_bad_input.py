@@ -646,7 +646,8 @@ async def _write_routes(world: World, app: Any) -> list[tuple[str, str]]:
     for template, operations in app.openapi()["paths"].items():
         for method in operations:
             if method.upper() in ("POST", "PATCH") and template.startswith("/v1"):
-                path = template.format(ref=case["ref"], partner_id="lh", handoff_id=handoff.json()["id"], delivery_id=1)
+                path = template.format(ref=case["ref"], partner_id="lh", handoff_id=handoff.json()["id"], delivery_id=1,
+                                       claim_id=1)
                 routes.append((method.upper(), path))
     return routes
 
@@ -693,9 +694,11 @@ async def test_hostile_paths_never_yield_a_500(api: World, app: Any) -> None:
     for template in templates:
         for method in app.openapi()["paths"][template]:
             for ref in HOSTILE_REFS:
-                ids = HOSTILE_IDS if "{handoff_id}" in template or "{attachment_id}" in template else ["1"]
+                ids = HOSTILE_IDS if any(f"{{{n}}}" in template for n in ("handoff_id", "attachment_id", "claim_id")) \
+                    else ["1"]
                 for some_id in ids:
-                    path = template.format(ref=ref, partner_id="lh", handoff_id=some_id, attachment_id=some_id)
+                    path = template.format(ref=ref, partner_id="lh", handoff_id=some_id, attachment_id=some_id,
+                                           claim_id=some_id)
                     response = await api.as_admin(method.upper(), path, json_body={} if method != "get" else None)
                     if response.status_code >= 500:
                         crashes.append((method, path[:80], response.status_code))

@@ -20,7 +20,7 @@ A customer or a partner uploads a photo of the damage or a PDF of a report. Befo
    camera make and model, serial numbers, time taken), no XMP, no IPTC, no ICC profile, no PNG
    text chunks, no JPEG comments. Metadata leaks where the customer lives. Re-encoding also drops
    anything that is not pixels, e.g. a zip archive appended after the JPEG end marker (a polyglot
-   file that is both a valid picture and an archive). JPEG stays JPEG (quality 88, optimized),
+   file that is both a valid picture and an archive). JPEG stays JPEG (quality 88),
    PNG stays PNG (lossless), WebP stays WebP (quality 85). HEIC becomes JPEG: browsers other than
    Safari cannot show HEIC, and every party must be able to see the evidence. Modes are converted
    as the output format needs: JPEG holds no transparency (a transparent HEIC is flattened onto
@@ -30,8 +30,9 @@ A customer or a partner uploads a photo of the damage or a PDF of a report. Befo
    ``%PDF-``. It is served only as a download (``Content-Disposition: attachment`` with
    ``X-Content-Type-Options: nosniff``), so it never renders inline in the tracker's origin.
 7. The clean copy is written into ``workdir``; its ``size`` and ``sha256`` are of the bytes
-   written, read back (or, for a PDF, copied) in chunks, so memory stays bounded by ``max_pixels``
-   for images (at most two decoded copies at once) and by the chunk size for PDFs.
+   written, read back (or, for a PDF, copied) in chunks. Memory: one decoded picture per process at
+   a time (``DECODING``), rotated in place, never copied (an animation's first frame aside), and
+   the PDF copy by the chunk.
 
 ``thumbnail`` makes a small metadata-free preview the same way: JPEG, or PNG when the picture has
 transparency, fitting in ``box`` x ``box`` with its aspect kept. A JPEG source is decoded at
@@ -222,9 +223,12 @@ def _decode(src: Path, content_type: str, *, max_pixels: int, draft_box: int | N
             fit = min(draft_box / width, draft_box / height, 1.0)
             opened.draft(None, (max(1, round(2 * width * fit)), max(1, round(2 * height * fit))))
         opened.load()
-        if opened.fp is not None:
-            opened.fp.close()  # an animation keeps its file open for the next frames: only the first is kept
-            opened.fp = None
+        if getattr(opened, "is_animated", False):
+            # An animation keeps its file open for the next frames: only the first is kept, as a copy
+            # (animations are small), and the file is closed.
+            first = opened.copy()
+            opened.close()
+            opened = first
         ImageOps.exif_transpose(opened, in_place=True)
         return opened
     except BaseException as exc:

@@ -23,7 +23,7 @@ from kernel.clock import Clock, SystemClock
 from kernel.config import Settings, get_settings
 from kernel.db import make_engine, make_sessionmaker
 from kernel.errors import BadRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
-from tracker.web import api, console, evidence, health, hooks, problems, proxies, status_pages, uploads
+from tracker.web import api, claims, console, evidence, health, hooks, problems, proxies, status_pages, uploads
 from tracker.web.problems import send_problem
 from tracker.web.deps import Runtime
 from tracker.worker import Worker
@@ -83,6 +83,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(evidence.router)
+    app.include_router(claims.router)
     app.include_router(hooks.router)
     app.include_router(status_pages.router)
     app.include_router(console.router)
@@ -95,7 +96,7 @@ def create_app(
     return app
 
 
-UPLOAD_PATHS = re.compile(r"^/(v1/cases/[^/]+/(attachments|delivery/proof)|s/[^/]+/attachments"
+UPLOAD_PATHS = re.compile(r"^/(v1/cases/[^/]+/(attachments|delivery/proof)|s/[^/]+/(attachments|claims)"
                           r"|console/cases/[^/]+/attachments)$")
 
 

@@ -20,10 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pydantic import ValidationError
 
+from tracker import claims
 from tracker import delivery as delivery_service
 from tracker import evidence
 from tracker import status as customer_side
-from kernel.errors import BatonError, Conflict, NotFound, TooManyRequests, Unprocessable
+from kernel.errors import BatonError, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unprocessable
+from tracker.claims import ClaimIn
 from tracker.delivery import DeliveryRequestIn
 from tracker.web.evidence import file_response
 from tracker.web.uploads import receive_upload
@@ -102,19 +104,30 @@ async def _page(request: Request, session: AsyncSession, token: str, **flags: An
     view = await customer_side.status_of(session=session, case=case, locale=t.locale,
                                          now=runtime(request).clock.now())
     return templates.TemplateResponse(
-        request, "status/page.html", {"t": t, "s": view, "token": token, "item": _item(t, case), **flags}
+        request, "status/page.html",
+        {"t": t, "s": view, "token": token, "item": _item(t, case), "currency": _currency(case), **flags},
     )
+
+
+def _currency(case: Case) -> str:
+    """The claim form's suggested currency, from where the customer is (they can change it)."""
+    zone = case.customer_timezone or ""
+    if zone.startswith(("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
+                        "America/Phoenix", "America/Anchorage", "Pacific/Honolulu")):
+        return "USD"
+    return {"Europe/London": "GBP", "Europe/Zurich": "CHF", "Europe/Warsaw": "PLN"}.get(zone, "EUR")
 
 
 @router.get("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def status_page(
     request: Request, token: str, sent: str | None = None, answered: str | None = None,
-    uploaded: str | None = None, delivery: str | None = None, session: AsyncSession = Depends(db_session),
+    uploaded: str | None = None, delivery: str | None = None, claimed: str | None = None,
+    session: AsyncSession = Depends(db_session),
 ) -> HTMLResponse:
     try:
         return await _page(request, session, token, sent=sent == "1",
                            answered=answered if answered in ("satisfied", "dissatisfied") else None,
-                           uploaded=uploaded == "1", delivery_sent=delivery == "1")
+                           uploaded=uploaded == "1", delivery_sent=delivery == "1", claimed=claimed == "1")
     except BatonError as error:
         return _problem_page(request, error)
 
@@ -212,6 +225,72 @@ async def status_page_attachment(request: Request, token: str) -> Response:
     except BatonError as error:
         return _problem_page(request, error)
     return RedirectResponse(f"/s/{token}?uploaded=1#files", status_code=303)
+
+
+@router.post("/s/{token}/claims", include_in_schema=False)
+async def status_page_claim(request: Request, token: str) -> Response:
+    """The customer files a claim: the page's form (up to three items and a receipt, streamed like every
+    upload) or JSON (``tracker.claims.ClaimIn``, receipts named by their attachment ids)."""
+    rt = runtime(request)
+    try:
+        async with open_session(request) as session:
+            await Lookup(request, session).case(token)  # an unknown link is refused before the body is read
+        kept = None
+        if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+            payload = await _json_claim(request, rt.settings.max_body_bytes)
+        else:
+            async with receive_upload(request, file_fields=frozenset({"receipt"}), max_parts=16,
+                                      max_file_bytes=rt.settings.attachment_max_bytes) as upload:
+                payload = _form_claim(upload)
+                receipt = upload.files.get("receipt")
+                if receipt is not None and receipt.size > 0:
+                    kept = await evidence.keep(store=rt.store, path=receipt.path, original_sha256=receipt.sha256,
+                                               filename=receipt.filename)
+        async with open_session(request) as session:
+            now = rt.clock.now()
+            case = await customer_side.case_for_token(session=session, token=token, for_update=True)
+            if kept is not None:
+                attachment = await evidence.attach_for_customer(session=session, case=case, kept=kept,
+                                                                kind="receipt", note=None, now=now)
+                payload.items[0].attachment = attachment.id
+            await claims.file_claim(session=session, case=case, payload=payload, actor="customer", now=now,
+                                    from_customer=True)
+            await session.commit()
+    except BatonError as error:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            raise
+        return _problem_page(request, error)
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return Response(status_code=201)
+    return RedirectResponse(f"/s/{token}?claimed=1#claims", status_code=303)
+
+
+async def _json_claim(request: Request, limit: int) -> ClaimIn:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The body is over {limit // 1024} KiB.")
+    try:
+        return ClaimIn.model_validate_json(body)
+    except ValidationError as invalid:
+        raise Unprocessable(_form_error(invalid)) from None
+
+
+def _form_claim(upload: Any) -> ClaimIn:
+    """The form's rows as a claim: empty rows skipped, "12,50" read as 12.50."""
+    items = []
+    for n in (1, 2, 3):
+        description = (upload.text(f"description_{n}") or "").strip()
+        amount = (upload.text(f"amount_{n}") or "").strip().replace(",", ".")
+        if not description and not amount:
+            continue
+        items.append({"description": description, "amount": amount,
+                      "currency": (upload.text(f"currency_{n}") or "").strip().upper()})
+    try:
+        return ClaimIn.model_validate({"kind": (upload.text("kind") or "").strip(), "items": items})
+    except ValidationError as invalid:
+        raise Unprocessable(_form_error(invalid)) from None
 
 
 @router.get("/s/{token}/files/{attachment_id}", include_in_schema=False)

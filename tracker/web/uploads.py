@@ -73,8 +73,9 @@ def upload_limit(attachment_max_bytes: int) -> int:
 class _Parts:
     """Callbacks of the streaming parser: file parts to disk, text parts to memory."""
 
-    def __init__(self, folder: Path, *, file_fields: frozenset[str], max_file_bytes: int) -> None:
+    def __init__(self, folder: Path, *, file_fields: frozenset[str], max_file_bytes: int, max_parts: int) -> None:
         self.folder = folder
+        self.max_parts = max_parts
         self.file_fields = file_fields
         self.max_file_bytes = max_file_bytes
         self.upload = Upload()
@@ -99,8 +100,8 @@ class _Parts:
 
     def _begin(self) -> None:
         self.parts += 1
-        if self.parts > MAX_PARTS:
-            raise BadRequest(f"At most {MAX_PARTS} form fields.")
+        if self.parts > self.max_parts:
+            raise BadRequest(f"At most {self.max_parts} form fields.")
         self._headers, self._name, self._filename, self._ctype = {}, None, None, None
         self._out, self._hash, self._size, self._text = None, None, 0, bytearray()
 
@@ -167,7 +168,7 @@ class _Parts:
 
 @contextlib.asynccontextmanager
 async def receive_upload(
-    request: Request, *, file_fields: frozenset[str], max_file_bytes: int
+    request: Request, *, file_fields: frozenset[str], max_file_bytes: int, max_parts: int = MAX_PARTS
 ) -> AsyncIterator[Upload]:
     """Steps 2 of the module docstring; the caller authenticated the request first (step 1)."""
     ctype, options = parse_options_header(request.headers.get("content-type", ""))
@@ -176,7 +177,7 @@ async def receive_upload(
         raise UnsupportedMediaType("Send the file as multipart/form-data.")
     limit = upload_limit(max_file_bytes)
     with tempfile.TemporaryDirectory(prefix="baton-upload-") as folder:
-        parts = _Parts(Path(folder), file_fields=file_fields, max_file_bytes=max_file_bytes)
+        parts = _Parts(Path(folder), file_fields=file_fields, max_file_bytes=max_file_bytes, max_parts=max_parts)
         parser = MultipartParser(boundary, parts.callbacks())
         digest = hashlib.sha256()
         size = 0

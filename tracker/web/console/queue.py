@@ -6,7 +6,7 @@ from fastapi import Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
 from partners import service as partners
-from tracker import complaints
+from tracker import claims, complaints
 from tracker.invitations import list_invitations
 from tracker.parties import OVERDUE
 from tracker.watchdog import NUDGE_INTERVAL
@@ -47,4 +47,6 @@ async def queue(
         "refresh": 0 if refresh == "off" else QUEUE_REFRESH_SECONDS,
         "refresh_toggle_url": ctx.here(refresh=None if refresh == "off" else "off"),
         "invitations": (await list_invitations(session=ctx.session, limit=PAGE)).items,
+        "claims": (await claims.overdue_claims(session=ctx.session, principal=ctx.principal, overdue=True,
+                                               limit=PAGE)).items,
     })
