@@ -226,3 +226,15 @@ async def test_the_status_page_lists_the_rights_in_the_customers_language(world:
     assert "1.519" in status["liability_cap"]["label"]
     page = await world.client.get(case["status_url"].replace("http://baton.test", ""))
     assert "Ihre Rechte und Fristen" in page.text
+
+
+def test_the_liability_cap_is_converted_only_at_configured_rates() -> None:
+    from tracker.casetypes import BAGGAGE, CaseTypeDef
+    from tracker.rights import _cap
+
+    ctype = CaseTypeDef.parse(code="baggage", prefix="BAG", name="x", definition=BAGGAGE["definition"])
+    plain = _cap(ctype, "en", ())
+    assert plain is not None and plain.converted == {} and plain.amount == "1519" and plain.currency == "XDR"
+    converted = _cap(ctype, "fr", ("EUR=1.21", "USD=1.3405"))
+    assert converted is not None and converted.converted == {"EUR": "1838", "USD": "2036"}  # Decimal, rounded
+    assert "1 519 DTS" in converted.label
