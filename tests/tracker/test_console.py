@@ -574,3 +574,26 @@ async def test_queue_lists_invitations_waiting_for_an_answer(world: World, admin
     assert declined.status_code == 200
     after = (await admin.get("/console/")).text.split('id="invitations"', 1)[1]
     assert case["ref"] not in after and "No invitation is waiting." in after
+
+
+async def test_the_queue_lists_claims_overdue_for_an_answer_beside_late_parties(
+        world: World, admin: Console, open_console: Callable[[], Awaitable[Console]]) -> None:
+    import datetime as dt
+
+    from tracker.watchdog import Watchdog, WatchdogConfig
+
+    case = await world.open_case()
+    filed = await world.as_partner("ua", "POST", f"/v1/cases/{case['ref']}/claims", json_body={
+        "kind": "delay", "items": [{"description": "Taxi", "amount": "22.50", "currency": "EUR"}]})
+    assert filed.status_code == 201, filed.text
+    assert "No claim is overdue." in (await admin.get("/console/")).text
+    world.clock.advance(dt.timedelta(days=30))
+    app = world.client._transport.app  # type: ignore[attr-defined]
+    await Watchdog(sessionmaker=app.state.runtime.sessionmaker, clock=world.clock, config=WatchdogConfig()).sweep()
+    assert len((await world.as_admin("GET", "/v1/claims?overdue=true")).json()["items"]) == 1
+    later = await open_console()  # a month later the morning's console session has expired
+    assert (await later.sign_in(ADMIN_TOKEN)).status_code == 303
+    queue = (await later.get("/console/")).text
+    assert 'data-field="overdue-claims"' in queue, queue[queue.find("Claims overdue"):][:600]
+    table = queue.split('data-field="overdue-claims"', 1)[1].split("</table>", 1)[0]
+    assert case["ref"] in table and "22.50 EUR" in table and ">overdue<" in table
