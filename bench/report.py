@@ -105,6 +105,10 @@ def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": point["p99_ms"] is not None and point["p99_ms"] < 200 and not _errors(point),
                 "ratio": None, "errors": _errors(point), "others": _others(point),
             })
+    for run in (results.get("scans") or {}).get("runs", []):
+        rows.append({"figure": f"10,000 bag scans in one CSV request ({run['label']}, {run['body_kib']} KiB)",
+                     "value": _fmt(run["seconds"], "s"), "target": "seconds", "met": None, "ratio": None,
+                     "errors": "" if run.get("accepted") is not None else f"status {run.get('status')}"})
     uploads = results.get("uploads")
     if uploads:
         for run in uploads["runs"]:

@@ -788,7 +788,30 @@ class Bench:
     def phases(self) -> list[tuple[str, Any]]:
         return [("updates", self.updates), ("drivers", self.drivers), ("profile", self.profile),
                 ("console", self.console_pages), ("dispatcher", self.dispatcher), ("status", self.status_page),
-                ("sweep", self.sweep), ("uploads", self.uploads)]
+                ("sweep", self.sweep), ("uploads", self.uploads), ("scans", self.scans)]
+
+    def scans(self) -> None:
+        """A batch of 10,000 bag scans (CSV) in one signed request, three times: new, then all duplicates."""
+        from partners.client import BatonSigner
+
+        self.step("10. Scans: 10,000 bag scans in one signed CSV request")
+        base = f"http://127.0.0.1:{self.port}"
+        keyid, private = self.keys[self.partners[0].id]["ed25519"]
+        signer = BatonSigner.ed25519(keyid, private.encode())
+        at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        runs = []
+        for label, offset in (("new", 0), ("new", 10_000), ("duplicates", 10_000)):
+            rows = "".join(f"{3000000000 + offset + n:010d},{at.isoformat()},FRA,transfer,LH400,\n"
+                           for n in range(10_000))
+            body = ("bag_tag,at,station,point,flight,note\n" + rows).encode()
+            started = time.perf_counter()
+            answer = httpx.post(f"{base}/v1/scans", content=body, auth=signer, timeout=120,
+                                headers={"content-type": "text/csv"})
+            seconds = time.perf_counter() - started
+            result = answer.json() if answer.status_code == 200 else {"status": answer.status_code}
+            runs.append({"label": label, "seconds": round(seconds, 2), "body_kib": len(body) // 1024, **result})
+            console.print(f"  {label}: {seconds:.2f} s, {len(body) // 1024} KiB, answer {result}")
+        self.results["scans"] = {"runs": runs}
 
     def uploads(self) -> None:
         """10 MiB uploads: how far a server worker's resident memory grows while they stream in."""
@@ -894,9 +917,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("--only", type=lambda v: set(v.split(",")), metavar="PHASES",
                         help="run only these phases (comma-separated: updates, drivers, profile, console, dispatcher, "
-                             "status, sweep, uploads); the results go to bench/results/partial-*.json, latest.* is left alone")
+                             "status, sweep, uploads, scans); the results go to bench/results/partial-*.json, latest.* is left alone")
     args = parser.parse_args(argv)
-    known = {"updates", "drivers", "profile", "console", "dispatcher", "status", "sweep", "uploads"}
+    known = {"updates", "drivers", "profile", "console", "dispatcher", "status", "sweep", "uploads", "scans"}
     if args.only is not None and not args.only <= known:
         parser.error(f"unknown phase(s): {', '.join(sorted(args.only - known))}")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.errors import Conflict, Forbidden, Unprocessable
 from kernel.pagination import decode_cursor, encode_cursor
 from partners.models import Partner
-from tracker import announce, rights, trust
+from tracker import announce, rights, scans, trust
 from tracker.access import check_status, load_case, parties_by_case, require_open, signature_of
 from tracker.casetypes import CaseTypeDef, case_type
 from tracker.chain import GENESIS
@@ -170,6 +170,8 @@ async def open_case(
         signature=signature_of(principal),
     )
     await rights.refresh(session=session, case=case, now=now)
+    await session.flush()
+    await scans.match_waiting(session=session, case=case, now=now)  # the bag may have been scanned already
     await notify_customer(session=session, case=case, kind="opened", now=now)
     await announce.webhooks(
         session=session, case=case, kind="case.opened",

@@ -262,6 +262,26 @@ class Claim(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
+class BagScan(Base):
+    """A bag tag scanned by a partner (``tracker.scans``): kept 30 days while no open case has the tag."""
+
+    __tablename__ = "bag_scans"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"))
+    # sha-256 of partner, tag, time, point and station: the same scan sent twice is one.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    bag_tag: Mapped[str] = mapped_column(String(10), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    station: Mapped[str | None] = mapped_column(String(3))
+    point: Mapped[str] = mapped_column(String(20))
+    flight: Mapped[str | None] = mapped_column(String(10))
+    note: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
+    matched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class StaffToken(Base):
     __tablename__ = "staff_tokens"
 

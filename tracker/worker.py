@@ -28,6 +28,7 @@ from tracker.customer import CustomerRenderer, on_permanent_failure
 from kernel.db import make_engine, make_sessionmaker
 from kernel.metrics import WATCHDOG
 from tracker.models import IdempotencyRecord
+from tracker.scans import purge_unmatched
 from tracker.sms_inbound import purge_inbound_messages
 from tracker.watchdog import Watchdog, WatchdogConfig
 
@@ -55,8 +56,10 @@ def build_transports(settings: Settings) -> dict[str, Transport]:
 
 
 async def housekeeping(session: AsyncSession, now: dt.datetime) -> int:
-    """Forget spent nonces, idempotency records past their use (clients retry within hours) and old MessageSids."""
+    """Forget spent nonces, idempotency records past their use (clients retry within hours), old MessageSids
+    and scans no case has claimed in 30 days."""
     purged = await purge_nonces(session=session, now=now) + await purge_inbound_messages(session=session, now=now)
+    purged += await purge_unmatched(session=session, now=now)
     result = await session.execute(
         delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - IDEMPOTENCY_RETENTION)
     )

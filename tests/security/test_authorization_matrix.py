@@ -133,6 +133,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "decide_case_claim":        (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
     "pay_case_claim":           (401, 403, 200, 403, 404, 401, 401, 401, 200, 200, 200, 403, 403),
     "list_claims":              (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
+    # scans: any partner reports the tags it scans (a tag no case has here: the scan waits), never staff
+    "post_scans":               (401, 200, 200, 200, 200, 401, 401, 401, 403, 403, 403, 200, 200),
 }  # fmt: skip
 
 # Routes the app serves outside the OpenAPI document, reviewed: HTML for customers and staff, and
@@ -345,7 +347,7 @@ class Matrix:
         """Every row Baton keeps, except spent nonces (a refused signed write rightly spends its nonce)."""
         tables = ("cases", "parties", "handoffs", "events", "notifications", "partners", "partner_keys",
                   "staff_tokens", "case_external_refs", "idempotency_records", "attachments", "deliveries",
-                  "claims", "case_deadlines")
+                  "claims", "case_deadlines", "bag_scans")
         async with self.sessionmaker() as session:
             return {t: [tuple(r) for r in (await session.execute(text(f"SELECT * FROM {t} ORDER BY 1"))).all()]
                     for t in tables}
@@ -384,6 +386,8 @@ class Matrix:
             "decide_case_claim": {"decision": "partly_approved", "amount": "20.00", "currency": "USD",
                                   "reason": "The shirt, less wear"},
             "pay_case_claim": {"reference": "SEPA-0042"},
+            "post_scans": {"scans": [{"bag_tag": f"0099{n:06d}", "at": "2026-11-02T08:00:00+00:00",
+                                      "station": "FRA", "point": "transfer"}]},
             "accept_case_delivery": {},
             "add_case_attachment": MULTIPART,
             "post_case_delivery_proof": MULTIPART,

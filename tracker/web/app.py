@@ -23,7 +23,7 @@ from kernel.clock import Clock, SystemClock
 from kernel.config import Settings, get_settings
 from kernel.db import make_engine, make_sessionmaker
 from kernel.errors import BadRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
-from tracker.web import api, claims, console, evidence, health, hooks, problems, proxies, status_pages, uploads
+from tracker.web import api, claims, console, evidence, scans, health, hooks, problems, proxies, status_pages, uploads
 from tracker.web.problems import send_problem
 from tracker.web.deps import Runtime
 from tracker.worker import Worker
@@ -84,12 +84,14 @@ def create_app(
     app.include_router(api.router)
     app.include_router(evidence.router)
     app.include_router(claims.router)
+    app.include_router(scans.router)
     app.include_router(hooks.router)
     app.include_router(status_pages.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       upload_bytes=uploads.upload_limit(settings.attachment_max_bytes))
+                       upload_bytes=uploads.upload_limit(settings.attachment_max_bytes),
+                       scans_bytes=settings.scans_max_bytes)
     app.add_middleware(proxies.HostAllowlistMiddleware, settings=settings)  # outside the body limit: refused unread
     app.add_middleware(SecurityHeadersMiddleware, https=(settings.public_base_url or "").startswith("https://"))
     app.add_middleware(ObservabilityMiddleware)
@@ -110,6 +112,8 @@ class BodyLimitMiddleware:
        costs Baton no more than the limit.
     4. NUL characters, in the body or the URL, are refused: PostgreSQL cannot store them, and no
        legitimate text contains them.
+    ``POST /v1/scans`` reads up to ``BATON_SCANS_MAX_BYTES`` (a batch of 10,000), and may be CSV or
+    IATA bag messages (``text/plain``) as well as JSON.
     The upload routes (``UPLOAD_PATHS``: attachments, delivery proof) are the exception: a declared
     length over their own limit is refused here, and their bodies stream through unread to
     ``tracker.web.uploads``, which limits, hashes and parses them as they arrive.
@@ -117,10 +121,11 @@ class BodyLimitMiddleware:
        so a signed body could be read one way by Baton and another way by a partner.
     """
 
-    def __init__(self, app: Any, *, max_bytes: int, upload_bytes: int) -> None:
+    def __init__(self, app: Any, *, max_bytes: int, upload_bytes: int, scans_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.upload_bytes = upload_bytes
+        self.scans_bytes = scans_bytes
         self.too_large = PayloadTooLarge(f"The body is over {max_bytes // 1024} KiB.")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -140,12 +145,17 @@ class BodyLimitMiddleware:
                 return
             await self.app(scope, receive, send)
             return
+        scans_route = scope["method"] == "POST" and scope["path"] == "/v1/scans"
+        if scans_route:  # a batch of scans has a limit of its own, and may be CSV or IATA bag messages
+            max_bytes = self.scans_bytes
+            too_large = PayloadTooLarge(f"The body is over {max_bytes // 1024} KiB.")
         if declared is not None and declared > max_bytes:
             await send_problem(send, too_large)
             return
         has_body = (declared or 0) > 0 or (declared is None and "transfer-encoding" in headers)
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if has_body and scope["path"].startswith("/v1/"):
+        plain_scans = scans_route and ctype in ("text/csv", "text/plain")
+        if has_body and scope["path"].startswith("/v1/") and not plain_scans:
             if ctype != "application/json" and not ctype.endswith("+json"):
                 await send_problem(send, UnsupportedMediaType("Send the body as application/json."))
                 return

@@ -1,0 +1,39 @@
+"""``POST /v1/scans``: partners' bag scans, in JSON, CSV or IATA Type B bag messages (``tracker.scans``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from kernel.errors import Forbidden
+from tracker import scans
+from tracker.scans import ScansOut
+from tracker.web.api import IDEMPOTENCY, PROBLEMS
+from tracker.web.deps import Ctx, caller
+
+router = APIRouter(prefix="/v1", responses=PROBLEMS)
+
+BODY = {
+    "requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object", "properties": {"scans": {"type": "array", "items": {
+            "type": "object", "required": ["bag_tag", "at", "point"], "properties": {
+                "bag_tag": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
+                "station": {"type": "string"}, "flight": {"type": "string"}, "note": {"type": "string"},
+                "point": {"type": "string", "enum": ["acceptance", "loading", "transfer", "arrival", "delivery",
+                                                     "on_hand"]}}}}}}},
+        "text/csv": {"schema": {"type": "string", "description": "A header line: bag_tag,at,station,point,flight,note"}},
+        "text/plain": {"schema": {"type": "string", "description": "IATA Type B bag messages (BSM, BPM; RP 1745)."}},
+    }},
+    **IDEMPOTENCY,
+}
+
+
+@router.post("/scans", response_model=ScansOut, openapi_extra=BODY, tags=["scans"])
+async def post_scans(request: Request, ctx: Ctx = Depends(caller)) -> Response:
+    """Bag scans (signed, a partner's): each that matches an open case's bag tag is a scan event on it and
+    counts as the partner's update; unmatched ones wait 30 days for their case; duplicates are one."""
+    if ctx.principal.partner_id is None:
+        raise Forbidden("Scans come from partners (signed requests).")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    parsed = scans.read(await request.body(), ctype, now=ctx.now())
+    return await ctx.write(lambda: scans.receive(session=ctx.session, principal=ctx.principal, parsed=parsed,
+                                                 now=ctx.now()))
