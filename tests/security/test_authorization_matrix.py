@@ -135,6 +135,7 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "list_claims":              (401, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 403, 403),
     # scans: any partner reports the tags it scans (a tag no case has here: the scan waits), never staff
     "post_scans":               (401, 200, 200, 200, 200, 401, 401, 401, 403, 403, 403, 200, 200),
+    "who_am_i":                 (401, 200, 200, 200, 200, 401, 401, 401, 200, 200, 200, 200, 200),
 }  # fmt: skip
 
 # Routes the app serves outside the OpenAPI document, reviewed: HTML for customers and staff, and

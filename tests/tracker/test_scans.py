@@ -192,3 +192,11 @@ async def test_a_released_party_is_not_put_back_on_track_by_a_scan(world: World)
     async with _sessions(world)() as session:
         party = await session.scalar(select(Party).where(Party.partner_id == "lh"))
     assert party is not None and party.state == "released"
+
+
+async def test_me_says_who_the_credentials_belong_to(world: World) -> None:
+    me = await world.as_partner("lh", "GET", "/v1/me")
+    assert me.json() == {"kind": "partner", "partner": "lh", "name": "Lufthansa", "role": None}
+    staff = await world.as_admin("GET", "/v1/me")
+    assert staff.json()["kind"] == "staff" and staff.json()["role"] == "admin"
+    assert (await world.client.get("/v1/me")).status_code == 401

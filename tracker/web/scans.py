@@ -1,10 +1,15 @@
-"""``POST /v1/scans``: partners' bag scans, in JSON, CSV or IATA Type B bag messages (``tracker.scans``)."""
+"""``POST /v1/scans``: partners' bag scans, in JSON, CSV or IATA Type B bag messages (``tracker.scans``);
+``GET /v1/me``: who the caller's credentials say it is (``baton-partner whoami``)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
 
 from kernel.errors import Forbidden
+from partners.models import Partner
 from tracker import scans
 from tracker.scans import ScansOut
 from tracker.web.api import IDEMPOTENCY, PROBLEMS
@@ -25,6 +30,23 @@ BODY = {
     }},
     **IDEMPOTENCY,
 }
+
+
+class MeOut(BaseModel):
+    kind: Literal["partner", "staff"]
+    partner: str | None = Field(default=None, description="The partner the signing key belongs to.")
+    name: str
+    role: str | None = Field(default=None, description="Staff: agent, supervisor or admin.")
+
+
+@router.get("/me", response_model=MeOut, tags=["partners"])
+async def who_am_i(ctx: Ctx = Depends(caller)) -> MeOut:
+    """Who the credentials say the caller is: a partner (by its signing key) or a staff member."""
+    principal = ctx.principal
+    if principal.partner_id is not None:
+        partner = await ctx.session.get(Partner, principal.partner_id)
+        return MeOut(kind="partner", partner=principal.partner_id, name=partner.name if partner else principal.name)
+    return MeOut(kind="staff", name=principal.name, role=principal.role)
 
 
 @router.post("/scans", response_model=ScansOut, openapi_extra=BODY, tags=["scans"])
