@@ -1,5 +1,5 @@
-"""Baton's partner-side client: sign requests, post updates, pass and accept custody, attach
-evidence, deliver, and file and answer compensation claims.
+"""Baton's partner-side client: sign requests, post updates and bag scans, pass and accept
+custody, attach evidence, deliver, and file and answer compensation claims.
 
 It depends on nothing of the Baton server, so a partner can install and ship it alone::
 
@@ -11,6 +11,7 @@ It depends on nothing of the Baton server, so a partner can install and ship it 
     with BatonClient("https://baton.example", signer) as baton:
         baton.post_update("BAG-7KQ3X9M", status="located", message="Your bag is in Frankfurt.")
         baton.attach("BAG-7KQ3X9M", "bag.jpg", kind="photo", note="Bag found at FRA belt 3")
+        baton.upload_scans("scans-2026-11-03.csv")
         baton.file_claim("BAG-7KQ3X9M", kind="interim_expenses", items=[("Toiletries", Decimal("12.50"), "EUR")])
 """
 

@@ -5,9 +5,9 @@ only in how they send and how they wait. Every POST carries an ``Idempotency-Key
 the same across retries, so a retry after a lost answer returns the first response instead of
 posting the update twice; the signer re-signs each attempt with a fresh nonce.
 
-Uploads (attachments, proof of delivery) are ``multipart/form-data`` bodies encoded once, when
-the call is described: each attempt sends those same bytes in chunks, reporting progress, and the
-signer's ``Content-Digest`` is computed over them.
+Uploads (attachments, proof of delivery as ``multipart/form-data``; files of bag scans as they
+are) are bodies built once, when the call is described: each attempt sends those same bytes in
+chunks, reporting progress, and the signer's ``Content-Digest`` is computed over them.
 
 Money (claim items, decisions) travels as decimal strings such as ``"12.50"``: the client takes a
 ``Decimal`` or a ``str`` and refuses a ``float`` before anything is sent.
@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -29,7 +30,16 @@ from urllib.parse import quote
 import httpx
 
 from ._exceptions import BatonTransportError, api_error
-from ._multipart import ChunkedBody, FileInput, FilePart, Multipart, Progress, encode_multipart, file_part
+from ._multipart import (
+    ChunkedBody,
+    FileInput,
+    FilePart,
+    Progress,
+    Upload,
+    encode_multipart,
+    file_part,
+    read_file,
+)
 
 # Gateways and overloaded servers answer these while Baton itself may be fine a moment later.
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -43,6 +53,10 @@ Money = Decimal | str
 # One item of a claim: a dict as Baton's API has it, or (description, amount, currency).
 ClaimItem = Mapping[str, Any] | tuple[str, Money, str]
 
+# The three forms POST /v1/scans reads, by file extension; anything else is IATA Type B text.
+SCAN_CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json"}
+TYPE_B_CONTENT_TYPE = "text/plain"
+
 
 @dataclass(frozen=True)
 class _Call:
@@ -51,7 +65,7 @@ class _Call:
     method: str
     path: str
     json: dict[str, Any] | None = None
-    upload: Multipart | None = None
+    upload: Upload | None = None
     progress: Progress | None = None
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
@@ -83,10 +97,10 @@ def _iso_duration(value: timedelta | str) -> str:
 
 
 def _post(
-    path: str, body: dict[str, Any] | Multipart, idempotency_key: str | None, progress: Progress | None = None
+    path: str, body: dict[str, Any] | Upload, idempotency_key: str | None, progress: Progress | None = None
 ) -> _Call:
     headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-    if isinstance(body, Multipart):
+    if isinstance(body, Upload):
         return _Call(method="POST", path=path, upload=body, progress=progress, headers=headers)
     return _Call(method="POST", path=path, json=body, headers=headers)
 
@@ -180,6 +194,15 @@ def _deliver_call(
     if not fields:
         raise ValueError("proof of delivery needs at least one of photo, signature, pin or bag_tag")
     return _post(f"/v1/cases/{_segment(ref)}/delivery/proof", encode_multipart(fields), idempotency_key, progress)
+
+
+def _upload_scans_call(
+    data: FileInput, *, content_type: str | None, progress: Progress | None, idempotency_key: str | None
+) -> _Call:
+    """The file's bytes as they are; its type from its extension unless given (bytes: Type B)."""
+    body, name = read_file(data)
+    guessed = SCAN_CONTENT_TYPES.get(Path(name or "").suffix.lower(), TYPE_B_CONTENT_TYPE)
+    return _post("/v1/scans", Upload(body=body, content_type=content_type or guessed), idempotency_key, progress)
 
 
 def _amount(name: str, value: object) -> str:
@@ -534,6 +557,32 @@ class BatonClient:
         """What the customer is entitled to on a case: ``{"items": [...], ...}``, as Baton has it."""
         return self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/rights"))
 
+    def upload_scans(
+        self,
+        data: FileInput,
+        *,
+        content_type: str | None = None,
+        progress: Progress | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a batch of bag scans (a path, or bytes); returns Baton's tally of them.
+
+        The file goes as it is: JSON (``{"scans": [...]}``), CSV with the header
+        ``bag_tag,at,station,point,flight,note``, or IATA Type B bag messages (BSM, BPM). Its type
+        comes from the extension unless given: ``.csv`` is ``text/csv``, ``.json`` is
+        ``application/json``, anything else (and bytes) ``text/plain``. The answer has
+        ``accepted``, ``matched``, ``unmatched``, ``duplicates`` and ``errors`` (``line``,
+        ``detail``): bad lines are reported and the good ones kept. ``progress(sent_bytes,
+        total_bytes)`` is called as the body goes out, from zero again if a retry sends it again.
+        """
+        return self._perform(
+            _upload_scans_call(data, content_type=content_type, progress=progress, idempotency_key=idempotency_key)
+        )
+
+    def whoami(self) -> dict[str, Any]:
+        """Who Baton takes the key to be: ``kind`` (``partner``), ``partner`` (its id) and ``name``."""
+        return self._perform(_Call(method="GET", path="/v1/me"))
+
     def _perform(self, call: _Call) -> dict[str, Any]:
         """Send ``call`` and return its JSON answer, or raise the problem it carries."""
         return _result(self._send(call))
@@ -796,6 +845,32 @@ class AsyncBatonClient:
     async def rights(self, ref: str) -> dict[str, Any]:
         """What the customer is entitled to on a case: ``{"items": [...], ...}``, as Baton has it."""
         return await self._perform(_Call(method="GET", path=f"/v1/cases/{_segment(ref)}/rights"))
+
+    async def upload_scans(
+        self,
+        data: FileInput,
+        *,
+        content_type: str | None = None,
+        progress: Progress | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a batch of bag scans (a path, or bytes); returns Baton's tally of them.
+
+        The file goes as it is: JSON (``{"scans": [...]}``), CSV with the header
+        ``bag_tag,at,station,point,flight,note``, or IATA Type B bag messages (BSM, BPM). Its type
+        comes from the extension unless given: ``.csv`` is ``text/csv``, ``.json`` is
+        ``application/json``, anything else (and bytes) ``text/plain``. The answer has
+        ``accepted``, ``matched``, ``unmatched``, ``duplicates`` and ``errors`` (``line``,
+        ``detail``): bad lines are reported and the good ones kept. ``progress(sent_bytes,
+        total_bytes)`` is called as the body goes out, from zero again if a retry sends it again.
+        """
+        return await self._perform(
+            _upload_scans_call(data, content_type=content_type, progress=progress, idempotency_key=idempotency_key)
+        )
+
+    async def whoami(self) -> dict[str, Any]:
+        """Who Baton takes the key to be: ``kind`` (``partner``), ``partner`` (its id) and ``name``."""
+        return await self._perform(_Call(method="GET", path="/v1/me"))
 
     async def _perform(self, call: _Call) -> dict[str, Any]:
         """Send ``call`` and return its JSON answer, or raise the problem it carries."""

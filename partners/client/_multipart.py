@@ -1,9 +1,9 @@
-"""Multipart bodies for uploads, built once and sent in chunks.
+"""Upload bodies (multipart forms, files of bag scans), built once and sent in chunks.
 
 Baton's signature covers ``Content-Digest``, a hash of the whole body, so an upload is not left
-for httpx to encode on the fly: the client encodes the form to bytes once, the signer digests
-those bytes, and every attempt (a retry included) sends exactly them again, in 64 KiB chunks so
-that progress can be reported as the upload goes.
+for httpx to encode on the fly: the client encodes the form (or reads the file) to bytes once, the
+signer digests those bytes, and every attempt (a retry included) sends exactly them again, in
+64 KiB chunks so that progress can be reported as the upload goes.
 """
 
 from __future__ import annotations
@@ -36,11 +36,23 @@ class FilePart:
 
 
 @dataclass(frozen=True)
-class Multipart:
-    """An encoded ``multipart/form-data`` body and the ``Content-Type`` naming its boundary."""
+class Upload:
+    """A body built once, sent as it is on every attempt, and its ``Content-Type``."""
 
     body: bytes
     content_type: str
+
+
+# An encoded ``multipart/form-data`` body: an upload whose ``Content-Type`` names its boundary.
+Multipart = Upload
+
+
+def read_file(file: FileInput) -> tuple[bytes, str | None]:
+    """A file's bytes and its name: a path lends its own name, bytes have none."""
+    if isinstance(file, bytes):
+        return file, None
+    path = Path(file)
+    return path.read_bytes(), path.name
 
 
 def file_part(
@@ -51,11 +63,8 @@ def file_part(
     A path lends its own name; bytes without a ``filename`` are sent as ``default_name``. The
     guess is only a hint: Baton decides the type from the content.
     """
-    if isinstance(file, bytes):
-        data, name = file, filename or default_name
-    else:
-        path = Path(file)
-        data, name = path.read_bytes(), filename or path.name
+    data, own_name = read_file(file)
+    name = filename or own_name or default_name
     guessed, _ = mimetypes.guess_type(name)
     return FilePart(filename=name, content_type=content_type or guessed or DEFAULT_CONTENT_TYPE, data=data)
 

@@ -4,8 +4,8 @@ Configuration comes from options or the environment (``BATON_URL``, ``BATON_KEYI
 ``BATON_KEY_FILE``, ``BATON_ALG``, ``BATON_PARTNER``), so a cron job or a shell session sets it
 once. Errors print Baton's problem title and detail to stderr and exit 1, never a traceback.
 Answers are printed to stdout as JSON; lists meant for reading (cases, and claims on a terminal)
-as tables. An upload's progress bar goes to stderr, and only on a terminal, so output piped to
-another program stays clean.
+as tables, and on a terminal a scan upload's tally and ``whoami`` as a line. An upload's progress
+bar goes to stderr, and only on a terminal, so output piped to another program stays clean.
 
 Tests and programs embedding the CLI can route its requests through any httpx transport by
 passing it as Click's context object: ``CliRunner().invoke(app, args, obj=transport)``.
@@ -32,13 +32,16 @@ from rich.table import Table
 from rich.text import Text
 
 from ._auth import BatonSigner
-from ._client import BatonClient
+from ._client import SCAN_CONTENT_TYPES, TYPE_B_CONTENT_TYPE, BatonClient
 from ._exceptions import BatonError
 from ._keys import generate_ed25519_keypair
 
 app = typer.Typer(
     name="baton-partner",
-    help="Post updates to Baton, manage custody handoffs, attach evidence, deliver and answer claims, as a partner.",
+    help=(
+        "Post updates and bag scans to Baton, manage custody handoffs, attach evidence, deliver and answer claims, "
+        "as a partner."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -71,7 +74,8 @@ def configure(
         typer.Option(envvar="BATON_ALG", help="ed25519 or hmac-sha256; detected from the key file when omitted."),
     ] = None,
     partner: Annotated[
-        str | None, typer.Option(envvar="BATON_PARTNER", help="Your partner id, to show your role on cases.")
+        str | None,
+        typer.Option(envvar="BATON_PARTNER", help="Your partner id, to show your role on cases (else asked of Baton)."),
     ] = None,
 ) -> None:
     """Talk to Baton as a partner, signing every request with your key."""
@@ -293,7 +297,7 @@ def deliver(
 
 
 def _own_party(case: dict[str, Any], partner: str | None) -> dict[str, Any]:
-    """The caller's party on a case; empty when ``--partner`` is unset, as a key id does not name it."""
+    """The caller's party on a case; empty when the caller is no partner (staff)."""
     parties: list[dict[str, Any]] = case.get("parties", [])
     return next((party for party in parties if party.get("partner") == partner), {})
 
@@ -306,14 +310,83 @@ def cases(
     """List the cases you are party to, with your role and watchdog state on each."""
     settings: _Settings = ctx.obj
     with _reporting_errors(), _open_client(settings) as baton:
+        # A key id does not name its partner; Baton knows whose key it is.
+        partner = settings.partner or baton.whoami().get("partner")
         found = list(baton.iter_cases(status=status))
     table = Table("ref", "status", "type", "role", "state")
     for case in found:
-        mine = _own_party(case, settings.partner)
+        mine = _own_party(case, partner)
         table.add_row(
             case["ref"], case.get("status", ""), case.get("type", ""), mine.get("role", ""), mine.get("state", "")
         )
     Console().print(table)
+
+
+@app.command()
+def whoami(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, even on a terminal.")] = False,
+) -> None:
+    """Print who Baton takes your key to be: a line on a terminal, JSON otherwise."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        me = baton.whoami()
+    console = Console()
+    if as_json or not console.is_terminal:
+        _echo_json(me)
+        return
+    if me.get("kind") == "partner":
+        line = f"{me.get('name')} (partner {me.get('partner')})"
+    else:
+        line = f"{me.get('name')} ({me.get('kind')}, role {me.get('role')})"
+    console.print(Text(line))
+
+
+scans_app = typer.Typer(name="scans", help="Send bag scans to Baton.", no_args_is_help=True)
+app.add_typer(scans_app)
+
+
+class _ScanFormat(str, Enum):
+    """The forms Baton reads scans in."""
+
+    csv = "csv"
+    json = "json"
+    typeb = "typeb"
+
+
+_SCAN_FORMAT_TYPES = {
+    _ScanFormat.csv: SCAN_CONTENT_TYPES[".csv"],
+    _ScanFormat.json: SCAN_CONTENT_TYPES[".json"],
+    _ScanFormat.typeb: TYPE_B_CONTENT_TYPE,
+}
+
+
+@scans_app.command("upload")
+def upload_scans(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The scans to send.")],
+    scan_format: Annotated[
+        _ScanFormat | None,
+        typer.Option("--type", help="csv, json or typeb (IATA BSM/BPM); from the extension when omitted."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, even on a terminal.")] = False,
+) -> None:
+    """Send a file of bag scans and print Baton's tally: a summary and the lines it refused."""
+    content_type = None if scan_format is None else _SCAN_FORMAT_TYPES[scan_format]
+    with _reporting_errors(), _open_client(ctx.obj) as baton, _upload_progress(file.name) as progress:
+        tally = baton.upload_scans(file, content_type=content_type, progress=progress)
+    console = Console()
+    if as_json or not console.is_terminal:
+        _echo_json(tally)
+        return
+    counts = ("accepted", "matched", "unmatched", "duplicates")
+    console.print(Text(", ".join(f"{name} {tally.get(name, 0)}" for name in counts)))
+    errors: list[dict[str, Any]] = tally.get("errors") or []
+    if errors:
+        table = Table("line", "detail")
+        for error in errors:
+            # Text, not markup: a refused line's detail may quote what the file had.
+            table.add_row(Text(str(error.get("line", ""))), Text(str(error.get("detail", ""))))
+        console.print(table)
 
 
 class _Decision(str, Enum):
