@@ -86,6 +86,7 @@ class Anchors:
     delivered: dt.datetime | None
     arrived: dt.datetime | None
     statuses: dict[str, dt.datetime]
+    deadline: dt.datetime | None = None  # the case type's deadline, when the watchdog moves the case
 
     def get(self, name: str | None) -> dt.datetime | None:
         if name is None:
@@ -159,7 +160,8 @@ async def anchors(session: AsyncSession, case: Case, ctype: CaseTypeDef) -> Anch
     raw = (case.itinerary or {}).get("arrived_at")
     if raw:
         arrived = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    return Anchors(opened=case.opened_at, delivered=case.delivered_at, arrived=arrived, statuses=statuses)
+    return Anchors(opened=case.opened_at, delivered=case.delivered_at, arrived=arrived, statuses=statuses,
+                   deadline=case.deadline_at)
 
 
 def evaluate(rule: dict[str, Any], found: Anchors, *, zone: ZoneInfo, now: dt.datetime
@@ -168,6 +170,10 @@ def evaluate(rule: dict[str, Any], found: Anchors, *, zone: ZoneInfo, now: dt.da
     if start is None:
         return "waiting", None, None
     end, last = due(rule, start, zone)
+    if rule["kind"] == "lost" and found.deadline is not None:
+        # The moment the watchdog declares the item lost (the case type's deadline), to the minute:
+        # the page must not say "by the end of the day" when the case moves at 14:05.
+        end, last = found.deadline, None
     delivered = found.delivered
     if rule["kind"] in ("lost", "refund"):
         if delivered is not None and delivered < end:

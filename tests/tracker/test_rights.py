@@ -238,3 +238,16 @@ def test_the_liability_cap_is_converted_only_at_configured_rates() -> None:
     converted = _cap(ctype, "fr", ("EUR=1.21", "USD=1.3405"))
     assert converted is not None and converted.converted == {"EUR": "1838", "USD": "2036"}  # Decimal, rounded
     assert "1 519 DTS" in converted.label
+
+
+@pytest.mark.parametrize("zone", ZONES)
+async def test_the_bag_counts_as_lost_at_the_moment_the_watchdog_moves_the_case(world: World, zone: str) -> None:
+    case = await _open(world, zone)
+    end = dt.datetime.fromisoformat((await _rights(world, case["ref"]))["presumed_lost"]["due_at"])
+    assert end == dt.datetime.fromisoformat((await world.as_admin("GET", f"/v1/cases/{case['ref']}")).json()["deadline_at"])
+    for moment, state, status in ((end - HOUR, "open", "reported"), (end, "passed", "presumed_lost"),
+                                  (end + HOUR, "passed", "presumed_lost")):
+        world.clock.set(moment)
+        await _sweep(world)
+        assert (await _rights(world, case["ref"]))["presumed_lost"]["state"] == state
+        assert (await world.as_admin("GET", f"/v1/cases/{case['ref']}")).json()["status"] == status
