@@ -133,16 +133,6 @@ def problem(status: int, title: str, detail: str, type_: str = "about:blank") ->
     )
 
 
-@pytest.fixture
-def ed25519_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture
-def hmac_secret() -> bytes:
-    return secrets.token_bytes(32)
-
-
 def client_for(fake: FakeBaton, signer: BatonSigner, sleeps: list[float] | None = None) -> BatonClient:
     record = (sleeps if sleeps is not None else []).append
     return BatonClient(BASE_URL, signer, transport=fake.transport(), sleep=record)
@@ -517,19 +507,6 @@ def test_generated_keypair_pem_round_trips() -> None:
 
 
 # --- command line -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def key_file(tmp_path: Path, runner: CliRunner) -> Path:
-    path = tmp_path / "lh.key"
-    result = runner.invoke(app, ["keygen", "--out", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
 
 
 def cli_env(key_file: Path) -> dict[str, str]:

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import json
 import re
-import secrets
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -73,16 +72,6 @@ OVERDUE = CLAIM | {
 }
 PAGE = {"items": [CLAIM, OVERDUE], "next_cursor": None}
 RIGHTS = {"items": [{"right": "interim_expenses", "basis": "Montreal Convention art. 19", "cap": "1288 SDR"}]}
-
-
-@pytest.fixture
-def ed25519_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture
-def hmac_secret() -> bytes:
-    return secrets.token_bytes(32)
 
 
 def sha256_digest(body: bytes) -> str:
@@ -474,19 +463,6 @@ def test_a_403_is_the_clients_api_error_and_is_not_retried(ed25519_key: Ed25519P
 
 
 # --- command line ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def key_file(tmp_path: Path, runner: CliRunner) -> Path:
-    path = tmp_path / "ua.key"
-    result = runner.invoke(app, ["keygen", "--out", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
 
 
 def table_rows(output: str) -> list[list[str]]:

@@ -155,16 +155,6 @@ def sha256_digest(body: bytes) -> str:
 
 
 @pytest.fixture
-def ed25519_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture
-def hmac_secret() -> bytes:
-    return secrets.token_bytes(32)
-
-
-@pytest.fixture
 def photo_file(tmp_path: Path) -> Path:
     path = tmp_path / "bag.jpg"
     path.write_bytes(PHOTO)
@@ -479,19 +469,6 @@ def test_a_wrong_pin_is_an_api_error_with_the_problem_detail_and_is_not_retried(
 
 
 # --- command line -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def key_file(tmp_path: Path, runner: CliRunner) -> Path:
-    path = tmp_path / "fc.key"
-    result = runner.invoke(app, ["keygen", "--out", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
 
 
 def cli_env(key_file: Path, **extra: str | None) -> dict[str, str | None]:

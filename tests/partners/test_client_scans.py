@@ -56,11 +56,6 @@ BIG_CSV = CSV + b"".join(
 )
 
 
-@pytest.fixture
-def ed25519_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
 def client_for(fake: WireBaton, key: Ed25519PrivateKey, sleeps: list[float] | None = None) -> BatonClient:
     record = (sleeps if sleeps is not None else []).append
     return BatonClient(BASE_URL, BatonSigner.ed25519(KEYID, key), transport=fake.transport(), sleep=record)
@@ -267,19 +262,6 @@ def test_whoami_is_a_signed_get_of_me(ed25519_key: Ed25519PrivateKey) -> None:
 
 
 # --- command line -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def key_file(tmp_path: Path, runner: CliRunner) -> Path:
-    path = tmp_path / "lh.key"
-    result = runner.invoke(app, ["keygen", "--out", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
 
 
 def shown(text: str) -> str:
