@@ -113,6 +113,17 @@ async def accept_handoff(
     if handoff.state != "requested":
         raise Conflict(f"Handoff {handoff_id} is already {handoff.state}.")
     receiver = await party_of(session, case, handoff.to_partner_id)
+    await complete(session=session, case=case, handoff=handoff, receiver=receiver, principal=principal,
+                   note=payload.note, now=now)
+    return handoff_out(handoff)
+
+
+async def complete(
+    *, session: AsyncSession, case: Case, handoff: Handoff, receiver: Party, principal: Principal,
+    note: str | None, now: dt.datetime,
+) -> None:
+    """The accepted handoff's effects (the route above, and a scan by the receiver, ``tracker.scans``):
+    the receiver takes custody, the sender is relieved, the timeline, the customer and both parties hear."""
     await receive(session=session, case=case, handoff=handoff, receiver=receiver, principal=principal, now=now)
     if handoff.from_partner_id:
         sender = await party_of(session, case, handoff.from_partner_id)
@@ -126,8 +137,7 @@ async def accept_handoff(
         actor=principal.actor,
         partner_id=principal.partner_id,
         visibility="public",
-        body={"handoff": handoff.id, "from": handoff.from_partner_id, "to": handoff.to_partner_id,
-              "note": payload.note},
+        body={"handoff": handoff.id, "from": handoff.from_partner_id, "to": handoff.to_partner_id, "note": note},
         now=now,
         signature=signature_of(principal),
     )
@@ -138,7 +148,6 @@ async def accept_handoff(
         data={"handoff": handoff_out(handoff).model_dump(mode="json", by_alias=True)},
     )
     await session.flush()
-    return handoff_out(handoff)
 
 
 async def receive(

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.db import is_postgres
 from kernel.errors import Unprocessable, UnsupportedMediaType
 from partners.models import Partner
-from tracker import announce, handoffs, parties, rights
+from tracker import announce, handoffs, rights
 from tracker.casetypes import case_type
 from tracker.membership import announce_invitation, new_party
 from tracker.models import BagScan, Case, ExternalRef, Handoff, Party
@@ -192,20 +192,9 @@ async def _handoff_received(session: AsyncSession, case: Case, party: Party, pri
     """The receiver of a pending handoff scanned the bag: it has it, so the handoff is accepted."""
     pending = await session.scalar(select(Handoff).where(
         Handoff.case_id == case.id, Handoff.to_partner_id == party.partner_id, Handoff.state == "requested"))
-    if pending is None or principal is None:
-        return
-    await handoffs.receive(session=session, case=case, handoff=pending, receiver=party, principal=principal, now=now)
-    if pending.from_partner_id:
-        sender = await session.scalar(select(Party).where(Party.case_id == case.id,
-                                                          Party.partner_id == pending.from_partner_id))
-        if sender is not None:
-            sender.responsible = False
-            parties.back_on_track(sender)
-            sender.next_update_due = sender.watch_at = None
-    append_event(session=session, case=case, type="handoff.accepted", actor=f"partner:{party.partner_id}",
-                 partner_id=party.partner_id, visibility="public", now=now,
-                 body={"handoff": pending.id, "from": pending.from_partner_id, "to": pending.to_partner_id,
-                       "note": "by scan"})
+    if pending is not None and principal is not None:
+        await handoffs.complete(session=session, case=case, handoff=pending, receiver=party, principal=principal,
+                                note="by scan", now=now)
 
 
 async def _delivered(session: AsyncSession, case: Case, now: dt.datetime) -> None:
