@@ -40,7 +40,7 @@ from kernel.errors import Conflict, Forbidden, NotFound, Unprocessable
 from kernel.validation import phone_number
 from partners.models import Partner
 from tracker import announce, handoffs, parties, rights
-from tracker.access import load_case, require_open, signature_of
+from tracker.access import load_case, party_of, require_open, signature_of
 from tracker.casetypes import case_type
 from tracker.customer import notify_customer
 from tracker.models import Case, Delivery, Handoff, Party
@@ -66,8 +66,9 @@ class DeliveryState(StrEnum):
 
 
 # The case statuses that move a delivery; updates setting them never take the routine path.
+# (``delivered`` is terminal: no update sets it, only closing the case or the proof below.)
 OUT_STATUS, DELIVERED_STATUS, FAILED_STATUS = "out_for_delivery", "delivered", "delivery_failed"
-MOVING_STATUSES = frozenset({OUT_STATUS, DELIVERED_STATUS, FAILED_STATUS})
+MOVING_STATUSES = frozenset({OUT_STATUS, FAILED_STATUS})
 _CHANGEABLE = (DeliveryState.REQUESTED, DeliveryState.ACCEPTED, DeliveryState.FAILED)
 
 
@@ -337,7 +338,7 @@ def _window_words(delivery: Delivery, partner: Partner) -> str | None:
 
 async def accept_delivery(*, session: AsyncSession, principal: Principal, ref: str, now: dt.datetime) -> DeliveryRequestOut:
     """The courier takes the delivery on: it becomes responsible, and the customer hears the window is confirmed."""
-    case, own = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     require_open(case)
     delivery = await of_case(session, case)
     if delivery is None:
@@ -346,8 +347,7 @@ async def accept_delivery(*, session: AsyncSession, principal: Principal, ref: s
         raise Forbidden("Only the courier asked to deliver (or staff) may accept the delivery.")
     if delivery.state != DeliveryState.REQUESTED:
         raise Conflict(f"The delivery is already {delivery.state}.")
-    courier = own if own is not None and own.partner_id == delivery.courier_id else await _party(session, case,
-                                                                                                   delivery.courier_id)
+    courier = await party_of(session, case, delivery.courier_id)
     handoff = await session.get(Handoff, delivery.handoff_id) if delivery.handoff_id else None
     await handoffs.receive(session=session, case=case, handoff=handoff, receiver=courier, principal=principal,
                            now=now)
@@ -367,13 +367,6 @@ async def accept_delivery(*, session: AsyncSession, principal: Principal, ref: s
     return delivery_out(delivery, personal=True)
 
 
-async def _party(session: AsyncSession, case: Case, partner_id: str) -> Party:
-    party = await session.scalar(select(Party).where(Party.case_id == case.id, Party.partner_id == partner_id))
-    if party is None:
-        raise Conflict(f"{partner_id!r} is no longer a party to {case.ref}.")
-    return party
-
-
 def _window_trigger(delivery: Delivery) -> dict[str, Any]:
     if delivery.window_start is None:
         return {}
@@ -383,16 +376,13 @@ def _window_trigger(delivery: Delivery) -> dict[str, Any]:
 async def on_status(*, session: AsyncSession, case: Case, principal: Principal, status: str, now: dt.datetime) -> None:
     """A status update that moves the delivery (called by the general update path before it writes).
 
-    ``out_for_delivery`` gives the customer their PIN; ``delivery_failed`` lets them ask again;
-    ``delivered`` without the proof is refused while a delivery request is under way.
+    ``out_for_delivery`` gives the customer their PIN; ``delivery_failed`` lets them ask again.
     """
     if status not in MOVING_STATUSES:
         return
     delivery = await of_case(session, case)
     if delivery is None:
         return
-    if status == DELIVERED_STATUS and delivery.state in (DeliveryState.ACCEPTED, DeliveryState.OUT_FOR_DELIVERY):
-        raise Conflict("This delivery is completed with its proof: POST .../delivery/proof (PIN, photo, bag tag).")
     if status == OUT_STATUS and delivery.state in (DeliveryState.REQUESTED, DeliveryState.ACCEPTED):
         if not principal.is_staff and principal.partner_id != delivery.courier_id:
             raise Forbidden("Only the courier taking the delivery may set it out for delivery.")
