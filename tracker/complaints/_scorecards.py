@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.clock import as_utc
@@ -140,9 +140,12 @@ async def scorecards(
 
     counts: dict[str, dict[str, int]] = {pid: defaultdict(int) for pid in ids}
     intervals: dict[str, list[float]] = {pid: [] for pid in ids}
+    updates_at: dict[tuple[str, int], list[dt.datetime]] = defaultdict(list)  # (partner, case) -> times, in order
     for pid, events in (await _partner_events(session, ids, since)).items():
-        for _, kind, _ in events:
+        for case_id, kind, at in events:
             counts[pid][kind] += 1
+            if kind == "update":
+                updates_at[(pid, case_id)].append(as_utc(at))
         intervals[pid] = [seconds for _, seconds in _update_intervals(events)]
 
     # Parties that joined in the window, with their first update on that case, in one query. A
@@ -194,7 +197,7 @@ async def scorecards(
         if verdict is not None:
             verdicts[pid][verdict] = n
 
-    promises = await _promises(session, ids, since, now)
+    promises = await _promises(session, ids, since, now, updates_at)
 
     cards = []
     for pid in ids:
@@ -224,7 +227,8 @@ async def scorecards(
 
 
 async def _promises(
-    session: AsyncSession, partner_ids: list[str], since: dt.datetime, now: dt.datetime
+    session: AsyncSession, partner_ids: list[str], since: dt.datetime, now: dt.datetime,
+    updates_at: dict[tuple[str, int], list[dt.datetime]],
 ) -> dict[str, dict[str, Promises]]:
     """Step 6: every promise made in the window, settled against what happened next.
 
@@ -233,9 +237,13 @@ async def _promises(
     (``deliveries.delivered_at``) or the case closed with the ``delivered`` status. A promise whose
     time has not come and that is not kept yet is pending; one whose time passed, broken.
     """
+    # Only the updates that promised something are read whole; every update's time is already in
+    # ``updates_at`` (the scorecard's one pass over the partner's events).
     rows = (await session.execute(
         select(Event.partner_id, Event.case_id, Event.received_at, Event.body)
-        .where(Event.partner_id.in_(partner_ids), Event.type == "update", Event.received_at >= since)
+        .where(Event.partner_id.in_(partner_ids), Event.type == "update", Event.received_at >= since,
+               or_(Event.body["next_update_by"].as_string().is_not(None),
+                   Event.body["eta"].as_string().is_not(None)))
         .order_by(Event.partner_id, Event.case_id, Event.received_at)
     )).all()
     case_ids = {case_id for _, case_id, _, _ in rows}
@@ -251,9 +259,6 @@ async def _promises(
             .where(Case.id.in_(case_ids), Case.status == "delivered", Case.closed_at.is_not(None))
         )).all():
             arrived[case_id] = min(arrived.get(case_id, as_utc(at)), as_utc(at))
-    updates: dict[tuple[str, int], list[dt.datetime]] = defaultdict(list)
-    for pid, case_id, at, _ in rows:
-        updates[(pid, case_id)].append(as_utc(at))
     tally = {pid: {"next_update_by": [0, 0, 0], "eta": [0, 0, 0]} for pid in partner_ids}  # kept, broken, pending
     for pid, case_id, at, body in rows:
         for field in ("next_update_by", "eta"):
@@ -265,7 +270,7 @@ async def _promises(
             except ValueError:
                 continue
             if field == "next_update_by":
-                later = [t for t in updates[(pid, case_id)] if as_utc(at) < t]
+                later = [t for t in updates_at[(pid, case_id)] if as_utc(at) < t]
                 kept = bool(later) and later[0] <= due
             else:
                 kept = case_id in arrived and arrived[case_id] <= due
