@@ -129,6 +129,19 @@ def is_postgres(session: AsyncSession) -> bool:
     return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
+def skip_locked(session: AsyncSession, query: Any, of: Any = None) -> Any:
+    """A sweep's claim: ``FOR UPDATE [OF ...] SKIP LOCKED`` on PostgreSQL; SQLite serializes writers already.
+
+    Lock every table whose columns the query filters on (a party, handoff, claim or deadline as
+    well as its case): when another worker commits a row after this statement's snapshot but before
+    it is locked here, PostgreSQL re-checks the WHERE clause only against the newest versions of the
+    *locked* rows. With only the case locked, a stale party still looked due and was flagged twice.
+    """
+    if not is_postgres(session):
+        return query
+    return query.with_for_update(of=of, skip_locked=True) if of is not None else query.with_for_update(skip_locked=True)
+
+
 def settings_of(session: AsyncSession) -> Settings:
     """The settings of the runtime whose sessionmaker made ``session``."""
     settings = session.info.get(_SETTINGS)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import is_postgres, settings_of
+from kernel.db import settings_of, skip_locked
 from kernel.errors import Conflict, Forbidden, NotFound, Unprocessable
 from kernel.pagination import Page
 from partners.models import Partner
@@ -305,9 +305,7 @@ async def sweep_batch(session: AsyncSession, now: dt.datetime, batch: int) -> in
     """Flag undecided claims past their answer time, then escalate them (locked rows skipped)."""
     query = (select(Claim, Case).join(Case, Case.id == Claim.case_id).where(Claim.watch_at <= now)
              .order_by(Claim.watch_at).limit(batch))
-    if is_postgres(session):
-        query = query.with_for_update(of=(Claim, Case), skip_locked=True)
-    rows = (await session.execute(query)).all()
+    rows = (await session.execute(skip_locked(session, query, of=(Claim, Case)))).all()
     settings = settings_of(session)
     for claim, case in rows:
         if claim.state != ClaimState.FILED:

@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import is_postgres, settings_of
+from kernel.db import settings_of, skip_locked
 from kernel.errors import Forbidden
 from kernel.locales import LOCALES
 from tracker import announce
@@ -276,9 +276,7 @@ async def sweep_batch(session: AsyncSession, now: dt.datetime, batch: int) -> in
     """Remind and fire what is due, up to ``batch`` rows (locked, skipped if another worker has them)."""
     query = (select(CaseDeadline, Case).join(Case, Case.id == CaseDeadline.case_id)
              .where(CaseDeadline.watch_at <= now).order_by(CaseDeadline.watch_at).limit(batch))
-    if is_postgres(session):
-        query = query.with_for_update(of=(CaseDeadline, Case), skip_locked=True)
-    rows = (await session.execute(query)).all()
+    rows = (await session.execute(skip_locked(session, query, of=(CaseDeadline, Case)))).all()
     for row, case in rows:
         ctype = await case_type(session=session, code=case.type)
         rule = next((r for r in ctype.rules if r["code"] == row.code), None)

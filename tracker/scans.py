@@ -31,7 +31,6 @@ from pydantic import BaseModel
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.db import is_postgres
 from kernel.errors import Unprocessable, UnsupportedMediaType
 from partners.models import Partner
 from tracker import announce, handoffs, rights
@@ -132,8 +131,7 @@ async def _match(session: AsyncSession, principal: Principal, scans: list[tuple[
             by_case[case_id].append((key, scan))
     matched_keys: set[str] = set()
     for case_id in sorted(by_case):
-        query = select(Case).where(Case.id == case_id)
-        case = await session.scalar(query.with_for_update() if is_postgres(session) else query)
+        case = await session.scalar(select(Case).where(Case.id == case_id).with_for_update())
         if case is None:
             continue
         for key, scan in sorted(by_case[case_id], key=lambda pair: pair[1].at):

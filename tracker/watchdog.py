@@ -28,7 +28,7 @@ from tracker import announce, claims, parties, rights
 from kernel.calendars import BusinessCalendar
 from tracker.casetypes import case_type
 from kernel.clock import Clock
-from kernel.db import caches_of, is_postgres
+from kernel.db import caches_of, skip_locked
 from tracker.customer import notify_customer, reachable
 from kernel.durations import format_duration
 from kernel.errors import Conflict, TooManyRequests
@@ -125,7 +125,7 @@ class Watchdog:
             .order_by(Party.watch_at)
             .limit(self.config.batch)
         )
-        rows = (await session.execute(_locked(session, query, of=(Party, Case)))).all()
+        rows = (await session.execute(skip_locked(session, query, of=(Party, Case)))).all()
         wanted = {party.partner_id for party, _ in rows}
         partners = {p.id: p for p in (await session.scalars(select(Partner).where(Partner.id.in_(wanted)))).all()}
         for party, case in rows:
@@ -217,7 +217,7 @@ class Watchdog:
             .order_by(Handoff.accept_by)
             .limit(self.config.batch)
         )
-        rows = (await session.execute(_locked(session, query, of=(Handoff, Case)))).all()
+        rows = (await session.execute(skip_locked(session, query, of=(Handoff, Case)))).all()
         for handoff, case in rows:
             handoff.flagged_at = now
             if case.closed_at is not None:
@@ -251,7 +251,7 @@ class Watchdog:
             .order_by(Case.deadline_at)
             .limit(self.config.batch)
         )
-        cases = (await session.scalars(_locked(session, query, of=None))).all()
+        cases = (await session.scalars(skip_locked(session, query))).all()
         for case in cases:
             ctype = await case_type(session=session, code=case.type)
             case.deadline_passed_at = now
@@ -280,19 +280,6 @@ class Watchdog:
         handled = await claims.sweep_batch(session, now, self.config.batch)
         result.claims += handled
         return handled
-
-
-def _locked(session: AsyncSession, query, of=Case):  # type: ignore[no-untyped-def]
-    """``FOR UPDATE OF ... SKIP LOCKED`` on PostgreSQL; SQLite serializes writers already.
-
-    Lock every table whose columns the query filters on (the party or handoff as well as its
-    case): when another worker commits a row after this statement's snapshot but before it is
-    locked here, PostgreSQL re-checks the WHERE clause only against the newest versions of the
-    *locked* rows. With only the case locked, the stale party still looked due and was flagged twice.
-    """
-    if is_postgres(session):
-        return query.with_for_update(of=of, skip_locked=True) if of is not None else query.with_for_update(skip_locked=True)
-    return query
 
 
 def _human(value: dt.datetime | None) -> str | None:

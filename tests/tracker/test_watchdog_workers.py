@@ -192,7 +192,7 @@ async def test_worker_whose_batch_straddles_another_workers_commit_flags_nothing
     constant filter, which PostgreSQL evaluates once, before reading any row) makes it happen
     every time.
     """
-    original = watchdog_module._locked
+    original = watchdog_module.skip_locked
 
     def locked(session: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
         query = original(session, query, *args, **kwargs)
@@ -200,7 +200,7 @@ async def test_worker_whose_batch_straddles_another_workers_commit_flags_nothing
             query = query.where(func.pg_sleep(1).is_not(None))
         return query
 
-    monkeypatch.setattr(watchdog_module, "_locked", locked)
+    monkeypatch.setattr(watchdog_module, "skip_locked", locked)
     engine = make_engine(Settings(database_url=pg_db.url))
     try:
         now = dt.datetime.now(UTC)
