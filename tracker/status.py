@@ -155,10 +155,16 @@ async def status_of(
     lang = (tag or "en").split("-")[0]
     rows = (
         await session.execute(
-            select(Party, Partner.name).join(Partner, Partner.id == Party.partner_id).where(Party.case_id == case.id)
+            select(Party, Partner).join(Partner, Partner.id == Party.partner_id).where(Party.case_id == case.id)
             .order_by(Party.joined_at)
         )
     ).all()
+    # The courier's record (its published slots), from the parties already read: a case without a
+    # courier party has no delivery to read either (a request needs one), which saves the page two queries.
+    courier = next((partner for party, partner in sorted(rows, key=lambda r: r[0].id)
+                    if party.role == delivery.COURIER_ROLE and party.state != PartyState.RELEASED), None)
+    had_courier = any(party.role == delivery.COURIER_ROLE for party, _ in rows)
+    rows = [(party, partner.name) for party, partner in rows]
     names = {party.partner_id: name for party, name in rows}
     responsible = [(party, name) for party, name in rows if holds_custody(party)]
     holder_row = next((r for r in responsible if r[0].role != "owner"), responsible[0] if responsible else None)
@@ -182,7 +188,7 @@ async def status_of(
     files = [FileOut(id=a.id, kind=a.kind, content_type=a.content_type, size=a.size,
                      thumbnail=a.thumbnail_sha256 is not None, by_customer=a.from_customer, at=a.created_at)
              for a in await evidence.for_customer(session, case)]
-    wanted = await _delivery_view(session, case, names, now=now)
+    wanted = await _delivery_view(session, case, names, courier=courier, had_courier=had_courier, now=now)
     owed = await rights.rights_of(session=session, case=case, now=now, locale=tag) if now is not None else None
     asked = [ClaimView(id=c.id, kind=c.kind, state=c.state, totals=c.totals, filed_at=c.filed_at,
                        answer_due=c.answer_due, decision_amount=c.decided_amount, decision_currency=c.decided_currency,
@@ -217,10 +223,10 @@ def _delivered(view: DeliveryView | None) -> bool:
     return view is not None and view.state == delivery.DeliveryState.DELIVERED
 
 
-async def _delivery_view(session: AsyncSession, case: Case, names: dict[str, str], *,
-                         now: dt.datetime | None) -> dict[str, Any]:
+async def _delivery_view(session: AsyncSession, case: Case, names: dict[str, str], *, courier: Partner | None,
+                         had_courier: bool, now: dt.datetime | None) -> dict[str, Any]:
     """The delivery part of the page: the request's progress, and the slots while it can still be (re)chosen."""
-    current = await delivery.of_case(session, case)
+    current = await delivery.of_case(session, case) if had_courier else None
     view = None
     if current is not None:
         window = (WindowOut(start=current.window_start, end=current.window_end)
@@ -230,13 +236,9 @@ async def _delivery_view(session: AsyncSession, case: Case, names: dict[str, str
                             pin=current.pin if current.state == delivery.DeliveryState.OUT_FOR_DELIVERY else None,
                             delivered_at=current.delivered_at)
     changeable = current is None or current.state in (delivery.DeliveryState.REQUESTED, delivery.DeliveryState.FAILED)
-    if case.closed_at is not None or not changeable or now is None:
+    if case.closed_at is not None or not changeable or now is None or courier is None:
         return {"delivery": view, "delivery_slots": [], "can_request_delivery": False}
-    try:
-        offered = await delivery.slots(session=session, case=case, now=now)
-    except Conflict:  # no courier on the case yet
-        return {"delivery": view, "delivery_slots": [], "can_request_delivery": False}
-    return {"delivery": view, "delivery_slots": offered.items, "can_request_delivery": True}
+    return {"delivery": view, "delivery_slots": delivery.slots_of(courier, now=now), "can_request_delivery": True}
 
 
 def _entry(event: Any, label: Any, lang: str | None, names: dict[str, str]) -> TimelineEntry | None:
