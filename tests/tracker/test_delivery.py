@@ -340,3 +340,46 @@ async def test_bad_delivery_forms_get_a_plain_error_and_change_nothing(world: Wo
 async def _count_cases(world: World) -> int:
     async with _sessions(world)() as session:
         return await session.scalar(select(func.count()).select_from(Case)) or 0
+
+
+
+async def test_a_signature_image_is_kept_for_the_parties_and_the_photo_for_the_customer_too(world: World) -> None:
+    import io
+
+    from PIL import Image
+
+    case = await out_for_delivery(world)
+    pin = (await world.client.get(f"/v1/status/{_token(case)}")).json()["delivery"]["pin"]
+    scrawl = io.BytesIO()
+    Image.new("LA", (300, 120), (0, 0)).save(scrawl, "PNG")
+    body, content_type = multipart({"photo": ("door.jpg", photo_with_gps(), "image/jpeg"),
+                                    "signature": ("sig.png", scrawl.getvalue(), "image/png")}, {"pin": pin})
+    response = await world.client.post(f"/v1/cases/{case['ref']}/delivery/proof", content=body,
+                                       headers={"content-type": content_type},
+                                       auth=world.partners["fastcourier"].signer())
+    assert response.status_code == 201, response.text
+    roles = {a["role"]: a for a in response.json()["attachments"]}
+    assert set(roles) == {"photo", "signature"}
+    listed = {a["id"]: a for a in (await world.as_partner("ua", "GET",
+                                                          f"/v1/cases/{case['ref']}/attachments")).json()["items"]}
+    assert listed[roles["signature"]["id"]]["visibility"] == "parties"
+    assert listed[roles["photo"]["id"]]["visibility"] == "public"
+    assert listed[roles["signature"]["id"]]["content_type"] == "image/png"
+    status = (await world.client.get(f"/v1/status/{_token(case)}")).json()
+    assert [f["id"] for f in status["files"]] == [roles["photo"]["id"]]
+
+
+async def test_five_wrong_pins_and_the_pin_is_no_longer_taken(world: World) -> None:
+    case = await out_for_delivery(world)
+    pin = (await world.client.get(f"/v1/status/{_token(case)}")).json()["delivery"]["pin"]
+    wrong = [f"{(int(pin) + n) % 10000:04d}" for n in range(1, 6)]
+    for guess in wrong:
+        response = await proof(world, case["ref"], pin=guess, photo="")
+        assert response.status_code == 422, response.text
+    locked = await proof(world, case["ref"], pin=pin, photo="")
+    assert locked.status_code == 409 and "no longer taken" in locked.json()["detail"]
+    delivered = await proof(world, case["ref"], bag_tag="0016123456")  # the photo and the tag still prove it
+    assert delivered.status_code == 201, delivered.text
+    assert delivered.json()["state"] == "delivered"
+    events = (await world.as_admin("GET", f"/v1/cases/{case['ref']}/events")).json()["items"]
+    assert next(e for e in events if e["type"] == "delivery.completed")["pin"] is False
