@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 import notifications.models  # noqa: F401  (registers the outbox on the shared metadata)
@@ -67,6 +67,9 @@ class Case(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # {"international": bool, "longest_flight_hours": number, "arrived_at": time}: which rules apply.
     itinerary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # A practice case for a partner that just joined (``tracker.onboarding``): nobody is watched,
+    # no customer is told, and the complaint department's figures leave it out.
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
@@ -280,6 +283,42 @@ class BagScan(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
     matched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class PartyLink(Base):
+    """A one-tap update link (``tracker.party_links``): one live link per party, only its hash kept."""
+
+    __tablename__ = "party_links"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    party_id: Mapped[int] = mapped_column(ForeignKey("parties.id", ondelete="CASCADE"), unique=True)
+    partner_id: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(20))  # late | escalated | nudged | invited
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class PartnerInvitation(Base):
+    """An invitation for a new partner to join (``tracker.onboarding``); only the link's hash is kept."""
+
+    __tablename__ = "partner_invitations"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    partner_id: Mapped[str] = mapped_column(String(64))
+    partner: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the POST /v1/partners body the admin gave
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    joined_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    webhook_tested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    webhook_result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    sandbox_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
 
 
 class StaffToken(Base):
