@@ -8,8 +8,16 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The staff roles, lowest first (``tracker.principals.ROLES`` is this list): BATON_OIDC_ROLE_MAP is
+# checked against it when the settings are read, long before the first sign-in.
+STAFF_ROLES = ("agent", "supervisor", "admin")
+# What a provider may be reached over plain http at: only this machine (a local provider in tests).
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 class Settings(BaseSettings):
@@ -116,6 +124,28 @@ class Settings(BaseSettings):
     group_commit_lanes: int = Field(
         default=1, ge=1, le=8, description="Transactions group commit may have open at once, per process.",
     )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Staff single sign-on: the OpenID Connect provider's issuer URL (its discovery document is "
+                    "{issuer}/.well-known/openid-configuration). Unset: the console signs in with tokens only.",
+    )
+    oidc_client_id: str | None = Field(default=None, description="Baton's client id at the provider.")
+    oidc_client_secret: str | None = Field(default=None, description="Baton's client secret at the provider.")
+    oidc_role_claim: str = Field(
+        default="baton_role", min_length=1,
+        description="The ID token claim that gives the staff role: a string or a list (such as groups); "
+                    "a dotted path reaches into an object (realm_access.roles).",
+    )
+    oidc_role_map: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Comma-separated claim-value=role pairs, e.g. baton-agents=agent,baton-admins=admin. "
+                    "Empty: the claim's values are the role names themselves (agent, supervisor, admin).",
+    )
+    oidc_scopes: str = Field(default="openid email profile", description="Scopes asked of the provider.")
+    oidc_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 7, description="How long a console session signed in through the provider lasts.",
+    )
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="Log lines as JSON or readable text; auto: text on a terminal, JSON otherwise.",
@@ -162,6 +192,50 @@ class Settings(BaseSettings):
         parse_duration(value)  # fail at start-up, naming BATON_MIN_CADENCE, not at the first case
         return value
 
+    @field_validator("oidc_issuer", "oidc_client_id", "oidc_client_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # BATON_OIDC_ISSUER= in an env file means "not configured", not "configured as nothing".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _role_map(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        roles: dict[str, str] = {}
+        for pair in (item.strip() for item in value.split(",")):
+            if not pair:
+                continue
+            claim_value, _, role = (part.strip() for part in pair.rpartition("="))
+            if not claim_value or role not in STAFF_ROLES:
+                raise ValueError(f"BATON_OIDC_ROLE_MAP: {pair!r} is not value=role with a role among "
+                                 f"{', '.join(STAFF_ROLES)}, e.g. baton-agents=agent")
+            roles[claim_value] = role
+        return roles
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        """Single sign-on is all three of issuer, client id and secret, or none: fail at start-up naming what is missing."""
+        given = {"BATON_OIDC_ISSUER": self.oidc_issuer, "BATON_OIDC_CLIENT_ID": self.oidc_client_id,
+                 "BATON_OIDC_CLIENT_SECRET": self.oidc_client_secret}
+        missing = [name for name, value in given.items() if value is None]
+        if missing and len(missing) < len(given):
+            raise ValueError(f"single sign-on is half-configured: {', '.join(missing)} missing "
+                             f"(set all of {', '.join(given)}, or none)")
+        if self.oidc_issuer is not None:
+            parts = urlsplit(self.oidc_issuer)
+            local = parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+            if not (parts.scheme == "https" or local) or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError(f"BATON_OIDC_ISSUER: {self.oidc_issuer!r} must be an https URL without query or "
+                                 "fragment (plain http only for a provider on this machine)")
+        for claim_value, role in self.oidc_role_map.items():
+            if role not in STAFF_ROLES:  # a map given as a dict, not parsed from the environment
+                raise ValueError(f"BATON_OIDC_ROLE_MAP: {claim_value!r} maps to {role!r}, not a staff role")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError(f"BATON_OIDC_SCOPES: {self.oidc_scopes!r} must include openid")
+        return self
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
@@ -170,6 +244,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """Whether staff may sign in through the organization's identity provider."""
+        return self.oidc_issuer is not None
 
     @property
     def run_workers_in_process(self) -> bool:

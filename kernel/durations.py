@@ -37,6 +37,13 @@ def parse_duration(text: str) -> dt.timedelta:
     return value
 
 
+def parse_delay(text: str) -> dt.timedelta:
+    """A duration that may also be zero (``PT0S``: at once), as an escalation ladder's first level."""
+    if isinstance(text, str) and text.strip().upper() in ("PT0S", "PT0M", "PT0H", "P0D"):
+        return dt.timedelta(0)
+    return parse_duration(text)
+
+
 def format_duration(value: dt.timedelta | int) -> str:
     seconds = int(value.total_seconds()) if isinstance(value, dt.timedelta) else int(value)
     days, rest = divmod(seconds, 86400)

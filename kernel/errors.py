@@ -11,7 +11,8 @@
     ├── UnsupportedMediaType        415
     ├── Unprocessable               422  well-formed but invalid (unknown status, bad phone, ...)
     │   └── IdempotencyMismatch     422  same Idempotency-Key, other body
-    └── TooManyRequests             429  carries retry_after seconds
+    ├── TooManyRequests             429  carries retry_after seconds
+    └── BadGateway                  502  a service Baton relies on (the identity provider) failed
 """
 
 from __future__ import annotations
@@ -87,3 +88,7 @@ class TooManyRequests(BatonError):
     def __init__(self, detail: str | None = None, *, retry_after: int = 60) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class BadGateway(BatonError):
+    status, slug, title = 502, "bad-gateway", "Bad gateway"

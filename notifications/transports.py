@@ -61,6 +61,7 @@ class Outgoing:
 class Sent:
     provider_id: str | None = None
     delivered: bool = False  # a webhook's 2xx is its delivery; SMS and email learn it later
+    status: int | None = None  # a webhook's HTTP status (onboarding's test shows it to the partner)
 
 
 class Transport(Protocol):
@@ -138,7 +139,7 @@ class WebhookTransport:
         except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
             raise TransportError(failure_class(exc)) from None
         if 200 <= status < 300:
-            return Sent(delivered=True)
+            return Sent(delivered=True, status=status)
         raise TransportError(f"http {status}", permanent=status == 410, code=status)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:

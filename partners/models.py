@@ -19,6 +19,11 @@ class Partner(Base):
     kind: Mapped[str] = mapped_column(String(40), default="other")
     ops_email: Mapped[str | None] = mapped_column(String(320))
     ops_phone: Mapped[str | None] = mapped_column(String(20))
+    # The rest of the contact roster an escalation ladder may name (``tracker.ladders``).
+    duty_email: Mapped[str | None] = mapped_column(String(320))
+    duty_phone: Mapped[str | None] = mapped_column(String(20))
+    account_email: Mapped[str | None] = mapped_column(String(320))  # the operator's account manager for it
+    ladder: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # {"levels": [...]}; none: the case type's
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     webhook_secret: Mapped[str | None] = mapped_column(String(200))
     default_cadence_seconds: Mapped[int] = mapped_column(Integer, default=6 * 3600)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from kernel.calendars import BusinessCalendar
-from kernel.durations import Duration
+from kernel.durations import Duration, parse_delay
 from kernel.validation import email_address, phone_number, time_zone
 from kernel.pagination import Page
 
@@ -40,6 +40,39 @@ class CalendarIn(BaseModel):
         return self
 
 
+# Whom a level of an escalation ladder tells (tracker.ladders): the partner's contacts, the
+# operator's account manager for it, or the complaint department.
+LadderRecipient = Literal["ops_email", "ops_phone", "duty_email", "duty_phone", "account_email", "supervisors"]
+
+
+class LevelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: str = Field(description="How long after the party became late (ISO 8601; PT0S: at once).",
+                       examples=["PT2H"])
+    notify: list[LadderRecipient] = Field(min_length=1, max_length=6)
+    escalates: bool = Field(default=False, description="Default: the first level naming supervisors escalates.")
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: str) -> str:
+        parse_delay(value)
+        return value
+
+
+class LadderIn(BaseModel):
+    """An escalation ladder: levels in order, each later than the one before."""
+
+    model_config = ConfigDict(extra="forbid")
+    levels: list[LevelIn] = Field(min_length=1, max_length=8)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LadderIn:
+        afters = [parse_delay(level.after) for level in self.levels]
+        if any(b <= a for a, b in zip(afters, afters[1:])):
+            raise ValueError("each level must come after the one before")
+        return self
+
+
 SlotWindow = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")]
 
 
@@ -50,6 +83,10 @@ class PartnerIn(BaseModel):
     kind: str = Field(default="other", max_length=40, examples=["airline"])
     ops_email: str | None = None
     ops_phone: str | None = None
+    duty_email: str | None = Field(default=None, description="The partner's duty contact, for its escalation ladder.")
+    duty_phone: str | None = None
+    account_email: str | None = Field(default=None, description="The operator's account manager for this partner.")
+    ladder: LadderIn | None = Field(default=None, description="Its escalation ladder; absent: the case type's.")
     webhook_url: HttpUrl | None = None
     webhook_secret: str | None = Field(default=None, description="Standard Webhooks whsec_... secret.")
     default_cadence: Duration = Field(default=dt.timedelta(hours=6))
@@ -79,12 +116,12 @@ class PartnerIn(BaseModel):
             raise ValueError("a partner id is a lower-case slug: letters, digits and dashes, up to 63")
         return value
 
-    @field_validator("ops_email")
+    @field_validator("ops_email", "duty_email", "account_email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         return email_address(value) if value else value
 
-    @field_validator("ops_phone")
+    @field_validator("ops_phone", "duty_phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
         return phone_number(value) if value else value
@@ -97,9 +134,43 @@ class PartnerIn(BaseModel):
     @field_validator("webhook_secret")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"whsec_[A-Za-z0-9+/=]{24,200}", value):
-            raise ValueError("webhook_secret must be a Standard Webhooks secret: whsec_ then base64")
-        return value
+        return webhook_secret(value) if value is not None else value
+
+
+def webhook_secret(value: str) -> str:
+    """A Standard Webhooks signing secret (``whsec_`` then base64), else ValueError (a validator's 422)."""
+    if not re.fullmatch(r"whsec_[A-Za-z0-9+/=]{24,200}", value):
+        raise ValueError("webhook_secret must be a Standard Webhooks secret: whsec_ then base64")
+    return value
+
+
+class PartnerPatch(BaseModel):
+    """The partner's contact roster and escalation ladder; only the fields sent change (null clears)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    ops_email: str | None = None
+    ops_phone: str | None = None
+    duty_email: str | None = None
+    duty_phone: str | None = None
+    account_email: str | None = None
+    ladder: LadderIn | None = None
+
+    @field_validator("ops_email", "duty_email", "account_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return email_address(value) if value else value
+
+    @field_validator("ops_phone", "duty_phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return phone_number(value) if value else value
+
+    @model_validator(mode="after")
+    def _named(self) -> PartnerPatch:
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("a partner keeps a name")
+        return self
 
 
 class PartnerOut(BaseModel):
@@ -108,6 +179,10 @@ class PartnerOut(BaseModel):
     kind: str
     ops_email: str | None
     ops_phone: str | None
+    duty_email: str | None = None
+    duty_phone: str | None = None
+    account_email: str | None = None
+    ladder: dict | None = None
     webhook_url: str | None
     default_cadence: Duration
     escalate_after: Duration | None

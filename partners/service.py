@@ -13,10 +13,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from partners.models import Partner, PartnerKey, SignatureNonce
-from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerOut
+from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerOut, PartnerPatch
 from partners.signatures import KeyMaterial
 from partners.webhook_urls import BlockedWebhookURL, check_webhook_url
-from kernel.db import Statement, UTCDateTime, settings_of
+from kernel.db import Statement, UTCDateTime, caches_of, settings_of
 from kernel.errors import Conflict, NotFound, Unprocessable
 
 
@@ -40,6 +40,10 @@ async def register_partner(*, session: AsyncSession, payload: PartnerIn, now: dt
         kind=payload.kind,
         ops_email=payload.ops_email,
         ops_phone=payload.ops_phone,
+        duty_email=payload.duty_email,
+        duty_phone=payload.duty_phone,
+        account_email=payload.account_email,
+        ladder=payload.ladder.model_dump(mode="json") if payload.ladder else None,
         webhook_url=str(payload.webhook_url) if payload.webhook_url else None,
         webhook_secret=payload.webhook_secret or generated,
         default_cadence_seconds=int(payload.default_cadence.total_seconds()),
@@ -69,6 +73,27 @@ def check_url(*, url: str, allow_hosts: str | Collection[str]) -> None:
         check_webhook_url(url, allow_hosts=allow_hosts)
     except BlockedWebhookURL as exc:
         raise Unprocessable(f"webhook_url: {exc}", errors=[{"field": "webhook_url", "message": str(exc)}]) from None
+
+
+async def update_partner(*, session: AsyncSession, partner_id: str, payload: PartnerPatch) -> PartnerOut:
+    """Change a partner's contact roster or escalation ladder (only the fields sent; null clears one).
+
+    This process forgets its cached copy at once; other replicas read the new ladder within the
+    30 s their cache of partners' rules keeps it (``tracker.watchdog.partner_rules``).
+    """
+    partner = await session.get(Partner, partner_id)
+    if partner is None:
+        raise NotFound(f"No partner {partner_id!r}.")
+    for field in payload.model_fields_set:
+        value = getattr(payload, field)
+        setattr(partner, field, value.model_dump(mode="json") if field == "ladder" and value is not None else value)
+    await session.flush()
+    try:
+        caches_of(session).partner_rules.clear()
+    except LookupError:  # a session made without the runtime's caches: nothing cached to forget
+        pass
+    keys = (await session.scalars(select(PartnerKey).where(PartnerKey.partner_id == partner_id))).all()
+    return partner_out(partner, list(keys))
 
 
 async def get_partner(*, session: AsyncSession, partner_id: str) -> PartnerOut:
@@ -140,6 +165,23 @@ async def key_material(*, session: AsyncSession, keyid: str, active_only: bool =
     return KeyMaterial(*row) if row else None
 
 
+async def key_materials(*, session: AsyncSession, keyids: Collection[str]) -> dict[str, KeyMaterial]:
+    """Material of these keys by key id, revoked ones too: a kept signature is re-checked with the key that made it."""
+    if not keyids:
+        return {}
+    query = select(PartnerKey.keyid, PartnerKey.partner_id, PartnerKey.alg, PartnerKey.public_key, PartnerKey.secret)
+    rows = (await session.execute(query.where(PartnerKey.keyid.in_(sorted(keyids))))).all()
+    return {row.keyid: KeyMaterial(*row) for row in rows}
+
+
+async def signing_keys(*, session: AsyncSession, keyids: Collection[str]) -> list[KeyOut]:
+    """The public view of these keys (never an HMAC secret), revoked ones too, by key id."""
+    if not keyids:
+        return []
+    query = select(PartnerKey).where(PartnerKey.keyid.in_(sorted(keyids))).order_by(PartnerKey.keyid)
+    return [key_out(key) for key in await session.scalars(query)]
+
+
 # The nonce is recorded only while the key is active; PostgreSQL needs the select list typed.
 _CONSUME_NONCE_PG = (
     "INSERT INTO signature_nonces (keyid, nonce, expires_at) "
@@ -205,6 +247,10 @@ def partner_out(partner: Partner, keys: list[PartnerKey]) -> PartnerOut:
         kind=partner.kind,
         ops_email=partner.ops_email,
         ops_phone=partner.ops_phone,
+        duty_email=partner.duty_email,
+        duty_phone=partner.duty_phone,
+        account_email=partner.account_email,
+        ladder=partner.ladder,
         webhook_url=partner.webhook_url,
         default_cadence=dt.timedelta(seconds=partner.default_cadence_seconds),
         escalate_after=dt.timedelta(seconds=partner.escalate_after_seconds) if partner.escalate_after_seconds else None,

@@ -30,6 +30,8 @@ WEBHOOK_KINDS = (
     "party.escalated",
     "party.back_on_track",
     "party.nudged",
+    "party.chased",
+    "party.acknowledged",
     "customer.message",
     "case.closed",
     "case.deadline",
@@ -107,14 +109,41 @@ async def partner_email(
     now: dt.datetime,
     context: dict[str, Any],
     dedupe_key: str | None = None,
+    template: str | None = None,
+    address: str | None = None,
 ) -> bool:
-    if not partner.ops_email:
+    """An email to one of the partner's contacts (its ops desk unless ``address``; ``template`` if not ``kind``)."""
+    recipient = address or partner.ops_email
+    if not recipient:
         return False
-    subject, text, html = render_partner_email(kind, {"case": case, "partner_name": partner.name, **context})
+    subject, text, html = render_partner_email(template or kind,
+                                               {"case": case, "partner_name": partner.name, **context})
     return await enqueue(
-        session=session, channel="email", audience="partner", kind=kind, recipient=partner.ops_email, now=now,
+        session=session, channel="email", audience="partner", kind=kind, recipient=recipient, now=now,
         case_id=case.id, partner_id=partner.id, subject=subject, body_text=text, body_html=html,
         dedupe_key=f"{dedupe_key}:email" if dedupe_key else None,
+    )
+
+
+async def partner_sms(
+    *,
+    session: AsyncSession,
+    case: Case,
+    kind: str,
+    partner: Partner,
+    now: dt.datetime,
+    text: str,
+    dedupe_key: str | None = None,
+    address: str | None = None,
+) -> bool:
+    """A text to the partner's ops phone (or ``address``): how a partner without IT hears it is chased."""
+    recipient = address or partner.ops_phone
+    if not recipient:
+        return False
+    return await enqueue(
+        session=session, channel="sms", audience="partner", kind=kind, recipient=recipient, now=now,
+        case_id=case.id, partner_id=partner.id, body_text=text,
+        dedupe_key=f"{dedupe_key}:sms" if dedupe_key else None,
     )
 
 
@@ -128,10 +157,13 @@ async def supervisors_email(
     now: dt.datetime,
     context: dict[str, Any],
     dedupe_key: str | None = None,
+    template: str | None = None,
 ) -> bool:
+    """An email to the complaint department (or another address on Baton's side, such as an account manager)."""
     if not address:
         return False
-    subject, text, html = render_partner_email(kind, {"case": case, "partner_name": partner.name, **context})
+    subject, text, html = render_partner_email(template or kind,
+                                               {"case": case, "partner_name": partner.name, **context})
     return await enqueue(
         session=session, channel="email", audience="supervisors", kind=kind, recipient=address, now=now,
         case_id=case.id, partner_id=partner.id, subject=subject, body_text=text, body_html=html,

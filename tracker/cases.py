@@ -171,7 +171,7 @@ async def open_case(
     )
     await rights.refresh(session=session, case=case, now=now)
     await session.flush()
-    await scans.match_waiting(session=session, case=case, now=now)  # the bag may have been scanned already
+    await scans.match_waiting(session=session, case=case, now=now, base_url=base_url)  # the bag may have been scanned already
     await notify_customer(session=session, case=case, kind="opened", now=now)
     await announce.webhooks(
         session=session, case=case, kind="case.opened",
@@ -182,7 +182,7 @@ async def open_case(
     for party in parties:
         if party.state == PartyState.INVITED:
             await announce_invitation(session=session, case=case, party=party, partner=partners[party.partner_id],
-                                       invited_by=principal, now=now)
+                                       invited_by=principal, now=now, base_url=base_url)
     await session.flush()
     return case_out(case, parties, principal=principal, ctype=ctype, base_url=base_url)
 

@@ -6,7 +6,8 @@ A definition holds:
   registry (``kernel.locales``) and read through its fallbacks (``de-AT`` -> ``de`` -> ``en``);
   the built-in types label every supported locale (tests/tracker/test_casetypes.py);
 - ``initial_status``; ``default_cadence``; ``escalate_after`` (how long past due a late party is
-  escalated; default one more cadence); ``handoff_accept_within``;
+  escalated; default one more cadence); ``ladder`` (the escalation ladder, ``tracker.ladders``;
+  absent: the built-in two steps, late then escalated one ``escalate_after`` later); ``handoff_accept_within``;
 - ``deadline`` and ``deadline_status``: after this long the case moves on (a delayed bag is
   treated as lost after 21 days) and the customer is told how to claim.
 """
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db import caches_of
+from tracker.ladders import Ladder
 from kernel.durations import parse_duration
 from kernel.errors import Unprocessable
 from kernel.locales import LOCALES
@@ -255,6 +257,7 @@ class CaseTypeDef:
     liability_cap: dict[str, Any] | None = None
     claim_answer_within: dt.timedelta | None = None
     claim_escalate_after: dt.timedelta | None = None
+    ladder: dict[str, Any] | None = None  # the escalation ladder its parties climb (tracker.ladders)
 
     @classmethod
     def parse(cls, *, code: str, prefix: str, name: str, definition: dict[str, Any]) -> CaseTypeDef:
@@ -278,6 +281,7 @@ class CaseTypeDef:
             if definition.get("claim_answer_within") else None,
             claim_escalate_after=parse_duration(definition["claim_escalate_after"])
             if definition.get("claim_escalate_after") else None,
+            ladder=Ladder.parse(definition["ladder"]).to_json() if definition.get("ladder") else None,
         )
 
     def label(self, status: str, locale: str | None) -> str:

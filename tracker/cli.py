@@ -188,18 +188,59 @@ def demo_info() -> None:
 
 
 @app.command()
-def verify(ref: str) -> None:
+def verify(
+    ref: str | None = typer.Argument(None, help="A case reference: checked against the database."),
+    bundle: Path | None = typer.Option(None, "--bundle", help="An evidence bundle file: checked with no database."),
+) -> None:
     """Re-check a case's hash chain and every partner signature; name the first event that fails."""
     from tracker.verify import verify_case
 
+    if bundle is not None:
+        if ref is not None:
+            raise typer.BadParameter("give a case reference or --bundle FILE, not both", param_hint="REF")
+        _verify_bundle(bundle)
+        return
+    if ref is None:
+        raise typer.BadParameter("give a case reference, or --bundle FILE to check an evidence bundle",
+                                 param_hint="REF")
     result = _run(lambda s: verify_case(session=s, ref=ref), commit=False)
     if result.ok:
+        links = (f"; {result.via_link} posted through one-tap links (chained, not key-signed)"
+                 if result.via_link else "")
         console.print(f"[green]ok[/green] {result.ref}: {result.events} events, chain intact, "
-                      f"{result.signed} partner signatures verified")
+                      f"{result.signed} partner signatures verified{links}")
         return
     where = f"event {result.failed_seq}" if result.failed_seq else "the case"
     err.print(f"[red]FAILED[/red] {result.ref}: {where}: {result.reason}")
     raise typer.Exit(1)
+
+
+def _verify_bundle(path: Path) -> None:
+    """``baton verify --bundle``: the same checks, fed from the file; no database is opened."""
+    from rich.markup import escape
+
+    from tracker.verify import verify_bundle
+
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot read {escape(str(path))}: {escape(exc.strerror or str(exc))}")
+        raise typer.Exit(1) from None
+    except (ValueError, RecursionError):
+        err.print(f"[red]error:[/red] {escape(str(path))} is not a JSON file")
+        raise typer.Exit(1) from None
+    result = verify_bundle(data)
+    if not result.ok:
+        where = f"event {result.failed_seq}" if result.failed_seq else "the bundle"
+        err.print(f"[red]FAILED[/red] {escape(result.ref)}: {where}: {escape(result.reason or '')}", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/green] {escape(result.ref)}: {result.events} events, chain intact, "
+                  f"{result.signed} partner signatures verified offline, "
+                  f"{result.hmac_unchecked} HMAC-signed not checkable offline (shared-secret key), "
+                  f"{result.via_link} posted through one-tap links", soft_wrap=True)
+    # The head is only as good as the copy it came from: a shortened bundle with a matching head checks.
+    console.print(f"head: event {result.events}, hash {result.last_hash} (compare it with one you trust)",
+                  soft_wrap=True)
 
 
 @app.command()
@@ -316,6 +357,65 @@ def keys_revoke(partner_id: str, keyid: str) -> None:
 
     _run(lambda s: revoke_key(session=s, partner_id=partner_id, keyid=keyid, now=_now()))
     console.print(f"revoked {keyid}")
+
+
+@app.command("export")
+def export_dataset(
+    dataset: str = typer.Argument(..., help="cases, events, parties, notifications or scorecards."),
+    fmt: str = typer.Option("csv", "--format", help="csv or ndjson."),
+    since: str = typer.Option(None, "--from", help="RFC 3339 instant, included (e.g. 2026-11-01T00:00:00Z)."),
+    until: str = typer.Option(None, "--to", help="RFC 3339 instant, excluded."),
+    partner: str = typer.Option(None, "--partner", help="Only this partner's cases, parties, notifications, scorecard."),
+    out: Path = typer.Option(None, "--out", help="Write to this file (with a progress bar); default: standard output."),
+) -> None:
+    """Export a dataset as CSV or NDJSON, as GET /v1/exports does: no personal data, no sandbox cases."""
+    from rich.progress import Progress
+
+    from tracker.complaints import count_export, export_stream, prepare_export
+
+    async def main() -> int:
+        settings = get_settings()
+        engine = make_engine(settings)
+        sessions = make_sessionmaker(engine, settings=settings)
+        try:
+            async with sessions() as session:
+                export = await prepare_export(session=session, dataset=dataset, format=fmt, since=since,
+                                              until=until, partner=partner, now=_now())
+                total = await count_export(session=session, export=export) if out else 0
+            if out is None:
+                async for chunk in export_stream(sessions=sessions, export=export):
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                return 0
+            # Written beside the target and renamed at the end: a failed export leaves no half file behind.
+            partial = out.with_name(out.name + ".part")
+            written = 0
+            try:
+                with Progress(console=err) as progress, partial.open("wb") as file:
+                    task = progress.add_task(f"{export.dataset} → {out.name}", total=total)
+
+                    def advance(rows: int) -> None:
+                        nonlocal written
+                        written += rows
+                        progress.advance(task, rows)
+
+                    async for chunk in export_stream(sessions=sessions, export=export, progress=advance):
+                        file.write(chunk)
+                partial.replace(out)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            return written
+        finally:
+            await engine.dispose()
+
+    try:
+        rows = asyncio.run(main())
+    except BatonError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(1) from None
+    if out is not None:
+        err.print(f"wrote {rows} rows to {out}")
 
 
 def main() -> None:

@@ -52,6 +52,8 @@ async def confirm_invitation(
     body: dict[str, object] = {"partner": party.partner_id, "role": party.role, "responsible": party.responsible}
     if note:
         body["note"] = note
+    if principal.via:
+        body["via"] = principal.via
     append_event(session=session, case=case, type="party.joined", actor=principal.actor,
                  partner_id=party.partner_id, visibility="parties", body=body, now=now,
                  signature=principal.signature if principal.kind == "partner" else None)
@@ -68,6 +70,8 @@ async def decline_invitation(
     body: dict[str, object] = {"partner": party.partner_id, "role": party.role}
     if note:
         body["note"] = note
+    if principal.via:
+        body["via"] = principal.via
     append_event(session=session, case=case, type="party.declined", actor=principal.actor,
                  partner_id=party.partner_id, visibility="parties", body=body, now=now,
                  signature=principal.signature if principal.kind == "partner" else None)

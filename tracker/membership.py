@@ -22,9 +22,9 @@ from tracker.invitations import confirm_invitation, decline_invitation
 from tracker.models import Case, Party
 from tracker.parties import PartyState
 from tracker.principals import Principal
-from tracker.schemas import AcceptIn, PartyIn, PartyOut, PartyPatch
+from tracker.schemas import AcceptIn, AckIn, PartyIn, PartyOut, PartyPatch
 from tracker.timeline import append_event
-from tracker.watchdog import nudge, partner_rules
+from tracker.watchdog import chase, nudge, partner_rules
 
 
 def party_out(party: Party) -> PartyOut:
@@ -38,6 +38,8 @@ def party_out(party: Party) -> PartyOut:
         next_update_due=party.next_update_due,
         overdue_since=party.overdue_since,
         reminders_sent=party.reminders_sent,
+        acked_until=party.acked_until,
+        ack_reason=party.ack_reason,
     )
 
 
@@ -61,19 +63,22 @@ async def new_party(
 
 
 async def announce_invitation(
-    *, session: AsyncSession, case: Case, party: Party, partner: Partner, invited_by: Principal, now: dt.datetime
+    *, session: AsyncSession, case: Case, party: Party, partner: Partner, invited_by: Principal, now: dt.datetime,
+    base_url: str | None,
 ) -> None:
-    """Tell an invited partner by webhook and email; it is asked nothing until it accepts."""
+    """Tell an invited partner by webhook, email and text (with a one-tap link); it is asked nothing until it accepts."""
     data = {"party": {"partner": party.partner_id, "role": party.role, "responsible": party.responsible,
                       "state": party.state}, "invited_by": invited_by.partner_id or invited_by.actor}
     key = f"invited:{party.case_id}:{party.partner_id}:{announce.stamp(now)}"
     await announce.webhook_to(session=session, case=case, kind="party.invited", partner_id=partner.id,
                               url=partner.webhook_url, now=now, data=data, dedupe_key=key)
-    await announce.partner_email(
-        session=session, case=case, kind="party.invited", partner=partner, now=now, dedupe_key=key,
+    await session.flush()  # the party needs its id for its link
+    await chase(
+        session=session, case=case, party=party, partner=partner, kind="party.invited", now=now, dedupe_key=key,
         context={"invited_by": invited_by.partner_id or "The complaint department", "role": party.role,
                  "responsible": party.responsible, "cadence": format_duration(party.cadence_seconds),
                  "partner_id": partner.id},
+        base_url=base_url,
     )
 
 
@@ -120,7 +125,7 @@ async def add_party(
     )
     if invited:
         await announce_invitation(session=session, case=case, party=party, partner=partner, invited_by=principal,
-                                   now=now)
+                                   now=now, base_url=base_url)
     else:
         await announce.webhooks(
             session=session, case=case, kind="party.added", partner_ids=[party.partner_id], now=now,
@@ -195,12 +200,42 @@ async def answer_invitation(
 
 
 async def nudge_party(
-    *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, note: str | None, now: dt.datetime
+    *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, note: str | None, now: dt.datetime,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Staff chase a partner now (webhook + email), at most once an hour per party."""
     case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
     principal.require_staff("agent")
     party = await party_of(session, case, partner_id)
-    result = await nudge(session=session, case=case, party=party, actor=principal.actor, note=note, now=now)
+    result = await nudge(session=session, case=case, party=party, actor=principal.actor, note=note, now=now,
+                         base_url=base_url)
     await session.flush()
     return result
+
+
+ACK_LIMIT = dt.timedelta(hours=24)
+
+
+async def acknowledge_party(
+    *, session: AsyncSession, principal: Principal, ref: str, partner_id: str, payload: AckIn, now: dt.datetime,
+) -> PartyOut:
+    """A late party (or staff for it) says why and until when: the ladder waits; it stays late until it updates."""
+    case, _ = await load_case(session=session, principal=principal, ref=ref, for_update=True)
+    if not principal.is_staff and principal.partner_id != partner_id:
+        raise Forbidden("A partner acknowledges only for itself.")
+    require_open(case)
+    party = await party_of(session, case, partner_id)
+    if not parties.is_overdue(party):
+        raise Conflict(f"{partner_id} is not late on {case.ref}: there is nothing to acknowledge.")
+    if not now < payload.until <= now + ACK_LIMIT:
+        raise Unprocessable("until must be in the future and at most 24 hours ahead.",
+                            errors=[{"field": "until", "message": "at most 24 hours ahead"}])
+    parties.acknowledge(party, now=now, until=payload.until, reason=payload.reason, by=principal.actor)
+    body = {"partner": partner_id, "reason": payload.reason, "until": announce.stamp(payload.until)}
+    append_event(session=session, case=case, type="party.acknowledged", actor=principal.actor,
+                 partner_id=partner_id, visibility="parties", body=body, now=now,
+                 signature=signature_of(principal))
+    await announce.webhooks(session=session, case=case, kind="party.acknowledged",
+                            partner_ids=[case.owner_id, partner_id], now=now, data={"party": body})
+    await session.flush()
+    return party_out(party)

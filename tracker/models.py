@@ -113,6 +113,15 @@ class Party(Base):
     # When the watchdog must next look at this party; NULL when nothing can become due.
     watch_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The escalation ladder of the current late episode (``tracker.ladders``): levels fired, and
+    # the instant its level times count from (moved on by acknowledged time).
+    ladder_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ladder_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # An acknowledgement: the late party said why and until when; the ladder waits until then.
+    acked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    acked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ack_reason: Mapped[str | None] = mapped_column(String(300))
+    acked_by: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (UniqueConstraint("case_id", "partner_id"),)
 
@@ -285,6 +294,25 @@ class BagScan(Base):
     matched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class DueMoment(Base):
+    """A moment an update was due from a party, and whether it came by then: what on-time counts.
+
+    Written when the moment is settled: met by an update before it (``tracker.parties.spoke``, on
+    both write paths), missed when the watchdog finds it passed (or a handoff unaccepted).
+    """
+
+    __tablename__ = "due_moments"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    partner_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    met: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (Index("ix_due_moments_partner_id_resolved_at", "partner_id", "resolved_at"),)
+
+
 class PartyLink(Base):
     """A one-tap update link (``tracker.party_links``): one live link per party, only its hash kept."""
 
@@ -322,14 +350,22 @@ class PartnerInvitation(Base):
 
 
 class StaffToken(Base):
+    """A staff bearer token (``source`` "token", from ``baton staff add``), or one console session
+    signed in through the organization's identity provider (``source`` "oidc": it expires, sign-out
+    revokes it, and its token is never shown to anyone, so it is no bearer token)."""
+
     __tablename__ = "staff_tokens"
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(120))  # the actor: staff:<name>; for "oidc", the email or subject
     role: Mapped[str] = mapped_column(String(20))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(20), default="token", server_default="token")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    display_name: Mapped[str | None] = mapped_column(String(200))  # the person's name, as the console greets them
+    subject: Mapped[str | None] = mapped_column(String(255))  # the provider's "sub", stable when an email changes
 
 
 class InboundMessage(Base):

@@ -7,8 +7,14 @@
 
 - **invited**: named by another partner, not yet agreed: not watched, holds nothing.
 - **on_track**: watched when responsible; ``watch_at`` is its next due time.
-- **late**: past due; ``watch_at`` is when it escalates.
-- **escalated**: heads the complaint department's queue until it updates (``watch_at`` NULL).
+- **late**: past due; ``watch_at`` is when its escalation ladder's next level fires
+  (``tracker.ladders``), or when its acknowledgement lapses.
+- **escalated**: heads the complaint department's queue until it updates; the ladder may still
+  have levels to fire (``watch_at``), else ``watch_at`` is NULL.
+
+A late or escalated party may acknowledge (``acknowledge``): a reason and a time at most 24
+hours ahead. It stays late (only an update ends that), but its ladder waits until then
+(``watch_at`` is the lapse), and the time acknowledged does not count towards the next level.
 - **released**: off the case; writes nothing and is never watched.
 
 Due times are business time (the partner's calendar) after the last update, or the party's own
@@ -67,9 +73,16 @@ def schedule(party: Party, *, now: dt.datetime, rules: PartnerRules) -> None:
     party.watch_at = due
 
 
-def escalation_due(party: Party, *, overdue_since: dt.datetime, rules: PartnerRules, ctype: CaseTypeDef) -> dt.datetime:
-    threshold = rules.escalate_after or ctype.escalate_after or dt.timedelta(seconds=party.cadence_seconds)
-    return add_business_time(overdue_since, threshold, rules.calendar)
+def escalation_threshold(party: Party, *, rules: PartnerRules, ctype: CaseTypeDef) -> dt.timedelta:
+    """How long past due the built-in ladder escalates: the partner's, the case type's, else one cadence."""
+    return rules.escalate_after or ctype.escalate_after or dt.timedelta(seconds=party.cadence_seconds)
+
+
+def due_met(party: Party, *, now: dt.datetime) -> dt.datetime | None:
+    """The due moment an update now meets (the party on track and watched, its due time not passed)."""
+    if party.state != PartyState.ON_TRACK or not party.responsible or party.next_update_due is None:
+        return None
+    return party.next_update_due if now <= party.next_update_due else None
 
 
 def spoke(party: Party, *, now: dt.datetime, promised: dt.datetime | None, rules: PartnerRules) -> None:
@@ -118,22 +131,54 @@ def back_on_track(party: Party) -> None:
     _clear_overdue(party)
 
 
-def mark_late(
-    party: Party, *, overdue_since: dt.datetime, now: dt.datetime, rules: PartnerRules, ctype: CaseTypeDef
-) -> None:
-    """on_track → late: past due (or an unaccepted handoff); it escalates one threshold later."""
+def mark_late(party: Party, *, overdue_since: dt.datetime, now: dt.datetime) -> None:
+    """on_track → late: past due (or an unaccepted handoff); its ladder starts counting from then."""
     party.state = PartyState.LATE
     party.overdue_since = overdue_since
     party.reminders_sent += 1
     party.last_reminded_at = now
-    party.watch_at = escalation_due(party, overdue_since=overdue_since, rules=rules, ctype=ctype)
+    party.ladder_level = 0
+    party.ladder_since = overdue_since
+    _clear_ack(party)
+
+
+def climbed(party: Party, *, level: int, now: dt.datetime, next_at: dt.datetime | None) -> None:
+    """A ladder level fired: count it, note the chase, and watch for the next level (if any)."""
+    party.ladder_level = level + 1
+    party.last_reminded_at = now
+    party.watch_at = next_at
 
 
 def escalate(party: Party, *, now: dt.datetime) -> None:
     """late → escalated: it heads the queue until it updates."""
     party.state = PartyState.ESCALATED
     party.escalated_at = now
-    party.watch_at = None
+
+
+def acknowledge(party: Party, *, now: dt.datetime, until: dt.datetime, reason: str, by: str) -> None:
+    """A late party says why and until when: its ladder waits until ``until``; it stays late."""
+    if party.acked_at is not None and party.ladder_since is not None:
+        party.ladder_since += now - party.acked_at  # the earlier acknowledgement held the ladder until now
+    party.acked_at = now
+    party.acked_until = until
+    party.ack_reason = reason
+    party.acked_by = by
+    party.watch_at = until
+
+
+def ack_lapsed(party: Party) -> None:
+    """The acknowledged time is over: the ladder counts on from where it stopped."""
+    if party.acked_at is not None and party.acked_until is not None and party.ladder_since is not None:
+        party.ladder_since += party.acked_until - party.acked_at
+    _clear_ack(party)
+
+
+def is_acknowledged(party: Party, *, now: dt.datetime) -> bool:
+    return party.acked_until is not None and party.acked_until > now
+
+
+def _clear_ack(party: Party) -> None:
+    party.acked_at = party.acked_until = party.ack_reason = party.acked_by = None
 
 
 def _clear_overdue(party: Party) -> None:
@@ -142,3 +187,6 @@ def _clear_overdue(party: Party) -> None:
     party.overdue_since = None
     party.escalated_at = None
     party.customer_told_at = None
+    party.ladder_level = 0
+    party.ladder_since = None
+    _clear_ack(party)

@@ -57,8 +57,10 @@ class RateLimits:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         # Unknown tokens only: counted after the lookup, so a valid token is never refused by it.
-        self.bad_tokens = Limit("unknown status links per address", 20, 60)
+        # Unknown status links, one-tap update links and invitation links share this count.
+        self.bad_tokens = Limit("unknown links per address", 20, 60)
         self.status_lookups = Limit("lookups of one status link per address", 120, 60)
+        self.link_posts = Limit("posts through one one-tap update link", 30, 3600)
         self.inbound_sms = Limit("inbound SMS per sender", 30, 600)
         self.sign_in = Limit("console sign-in failures per address", 10, 600)
         self.partner_requests = Limit("requests per partner key", 6000, 60)

@@ -37,7 +37,7 @@ from tracker import idempotency, parties
 from tracker.access import not_found, signature_of
 from tracker.casetypes import case_type
 from tracker.delivery import MOVING_STATUSES
-from tracker.models import Case, Event, Party
+from tracker.models import Case, DueMoment, Event, Party
 from tracker.parties import PartyState
 from tracker.principals import Principal
 from tracker.refs import parse_ref
@@ -46,7 +46,7 @@ from tracker.timeline import event_out, new_event
 from tracker.update_rules import apply_to_case, checked_update
 from tracker.watchdog import partner_rules
 
-_CASE, _PARTY, _EVENT = Case.__table__, Party.__table__, Event.__table__
+_CASE, _PARTY, _EVENT, _DUE = Case.__table__, Party.__table__, Event.__table__, DueMoment.__table__
 # What a routine update changes, besides inserting its event.
 CASE_CHANGES = ("status", "eta", "eta_first", "last_seq", "last_hash", "updated_at")
 PARTY_CHANGES = ("last_update_at", "promised_by", "next_update_due", "watch_at")
@@ -78,6 +78,7 @@ class Locked:
         self.events: list[Event] = []
         self.changed_cases: dict[int, Case] = {}
         self.changed_parties: dict[int, Party] = {}
+        self.due_moments: list[DueMoment] = []  # due moments the updates met (scorecards' on-time)
         self.held: set[int] = set()  # cases whose later updates in this batch take the general path
 
     def add(self, row: Any) -> None:
@@ -125,6 +126,10 @@ async def apply(session: AsyncSession, locked: Locked, update: RoutineUpdate) ->
                       visibility=checked.visibility, body=checked.body, now=update.now,
                       occurred_at=checked.occurred_at, signature=signature_of(update.principal))
     apply_to_case(case, update.payload)
+    met = parties.due_met(party, now=update.now)
+    if met is not None:
+        locked.due_moments.append(DueMoment(partner_id=party.partner_id, case_id=case.id, due_at=met,
+                                            resolved_at=update.now, met=True))
     parties.spoke(party, now=update.now, promised=checked.promised, rules=rules)
     locked.events.append(event)
     locked.changed_cases[case.id] = case
@@ -141,7 +146,8 @@ async def write(session: AsyncSession, locked: Locked,
     if is_postgres(session):
         await _WRITE_MANY_PG.rows(session, {
             "events": _WRITE_EVENT.records(locked.events), "cases": _WRITE_CASE.records(cases),
-            "parties": _WRITE_PARTY.records(party_rows), "records": idempotency.records_json(stored),
+            "parties": _WRITE_PARTY.records(party_rows), "due": _WRITE_DUE.records(locked.due_moments),
+            "records": idempotency.records_json(stored),
         })
         return
     for event in locked.events:
@@ -150,6 +156,8 @@ async def write(session: AsyncSession, locked: Locked,
         await _UPDATE_CASE.rows(session, _WRITE_CASE.values(case))
     for party in party_rows:
         await _UPDATE_PARTY.rows(session, _WRITE_PARTY.values(party))
+    for moment in locked.due_moments:
+        await _INSERT_DUE.rows(session, _WRITE_DUE.values(moment))
     for response in stored:
         await idempotency.store_one(session, response)
 
@@ -175,17 +183,20 @@ _LOCK_MANY_PG = Statement(
 _WRITE_EVENT = RowPlan(Event, prefix="", exclude=("id",))
 _WRITE_CASE = RowPlan(Case, prefix="", columns=(*CASE_CHANGES, "id"))
 _WRITE_PARTY = RowPlan(Party, prefix="", columns=(*PARTY_CHANGES, "id"))
+_WRITE_DUE = RowPlan(DueMoment, prefix="", exclude=("id",))
 # SQLite: a statement per row (in-process calls, no round trips to save).
 _INSERT_EVENT = Statement(insert_sql(_EVENT, prefix=""), **column_types(_EVENT, prefix=""))
 _UPDATE_CASE = Statement(update_sql(_CASE, CASE_CHANGES, prefix=""),
                          **column_types(_CASE, prefix="", columns=CASE_CHANGES))
 _UPDATE_PARTY = Statement(update_sql(_PARTY, PARTY_CHANGES, prefix=""),
                           **column_types(_PARTY, prefix="", columns=PARTY_CHANGES))
+_INSERT_DUE = Statement(insert_sql(_DUE, prefix=""), **column_types(_DUE, prefix=""))
 # PostgreSQL: every row of every table in one statement.
 _WRITE_MANY_PG = Statement(
     f"WITH e AS ({insert_json_sql(_EVENT, param='events')}), "
     f"c AS ({update_json_sql(_CASE, CASE_CHANGES, param='cases')}), "
-    f"p AS ({update_json_sql(_PARTY, PARTY_CHANGES, param='parties')}) "
+    f"p AS ({update_json_sql(_PARTY, PARTY_CHANGES, param='parties')}), "
+    f"d AS ({insert_json_sql(_DUE, param='due')}) "
     f"{idempotency.INSERT_JSON}"
 )
 _READ_CASE, _READ_PARTY = RowPlan(Case, prefix="c_"), RowPlan(Party, prefix="p_")

@@ -80,7 +80,9 @@ def read(body: bytes, content_type: str, *, now: dt.datetime) -> Parsed:
         raise Unprocessable(str(bad)) from None
 
 
-async def receive(*, session: AsyncSession, principal: Principal, parsed: Parsed, now: dt.datetime) -> ScansOut:
+async def receive(
+    *, session: AsyncSession, principal: Principal, parsed: Parsed, now: dt.datetime, base_url: str | None = None,
+) -> ScansOut:
     """Steps 1-3 for one request's scans."""
     assert principal.partner_id is not None
     partner_id = principal.partner_id
@@ -104,7 +106,7 @@ async def receive(*, session: AsyncSession, principal: Principal, parsed: Parsed
         ])
     tags = sorted({s.bag_tag for s in fresh.values()})
     cases_by_tag = await _open_cases_by_tag(session, tags)
-    matched = await _match(session, principal, list(fresh.items()), cases_by_tag, now)
+    matched = await _match(session, principal, list(fresh.items()), cases_by_tag, now, base_url)
     return ScansOut(accepted=len(fresh), matched=matched, unmatched=len(fresh) - matched, duplicates=duplicates,
                     errors=[ScanError(line=e.line, detail=e.detail) for e in parsed.errors])
 
@@ -123,7 +125,7 @@ async def _open_cases_by_tag(session: AsyncSession, tags: Sequence[str]) -> dict
 
 
 async def _match(session: AsyncSession, principal: Principal, scans: list[tuple[str, Scan]],
-                 cases_by_tag: dict[str, list[int]], now: dt.datetime) -> int:
+                 cases_by_tag: dict[str, list[int]], now: dt.datetime, base_url: str | None) -> int:
     """Step 3: events on the matched cases, each case locked once, in id order."""
     by_case: dict[int, list[tuple[str, Scan]]] = defaultdict(list)
     for key, scan in scans:
@@ -136,7 +138,7 @@ async def _match(session: AsyncSession, principal: Principal, scans: list[tuple[
             continue
         for key, scan in sorted(by_case[case_id], key=lambda pair: pair[1].at):
             await record_scan(session=session, case=case, partner_id=principal.partner_id or "", scan=scan,
-                              principal=principal, now=now)
+                              principal=principal, now=now, base_url=base_url)
             matched_keys.add(key)
         await session.execute(BagScan.__table__.update()
                               .where(BagScan.fingerprint.in_([k for k, _ in by_case[case_id]]))
@@ -145,11 +147,11 @@ async def _match(session: AsyncSession, principal: Principal, scans: list[tuple[
 
 
 async def record_scan(*, session: AsyncSession, case: Case, partner_id: str, scan: Scan, principal: Principal | None,
-                      now: dt.datetime) -> None:
+                      now: dt.datetime, base_url: str | None = None) -> None:
     """One scan on one case whose row the caller holds locked (step 3)."""
     party = await session.scalar(select(Party).where(Party.case_id == case.id, Party.partner_id == partner_id))
     if party is None:
-        party = await _invite(session, case, partner_id, principal, now)
+        party = await _invite(session, case, partner_id, principal, now, base_url)
     body: dict[str, Any] = {"bag_tag": scan.bag_tag, "point": scan.point, "at": announce.stamp(scan.at)}
     for name in ("station", "flight", "note"):
         if getattr(scan, name):
@@ -167,7 +169,7 @@ async def record_scan(*, session: AsyncSession, case: Case, partner_id: str, sca
 
 
 async def _invite(session: AsyncSession, case: Case, partner_id: str, principal: Principal | None,
-                  now: dt.datetime) -> Party:
+                  now: dt.datetime, base_url: str | None) -> Party:
     """A partner not on the case scanned its bag: it is invited as a handler, and the owner sees it."""
     partner = await session.get(Partner, partner_id)
     assert partner is not None
@@ -180,7 +182,8 @@ async def _invite(session: AsyncSession, case: Case, partner_id: str, principal:
                  body={"partner": partner_id, "role": "handler", "responsible": False, "state": party.state,
                        "reason": "scanned the bag"})
     await announce_invitation(session=session, case=case, party=party, partner=partner,
-                              invited_by=principal or Principal(kind="staff", name="scan", role="agent"), now=now)
+                              invited_by=principal or Principal(kind="staff", name="scan", role="agent"), now=now,
+                              base_url=base_url)
     await session.flush()
     return party
 
@@ -203,7 +206,7 @@ async def _delivered(session: AsyncSession, case: Case, now: dt.datetime) -> Non
     await rights.refresh(session=session, case=case, now=now)
 
 
-async def match_waiting(*, session: AsyncSession, case: Case, now: dt.datetime) -> int:
+async def match_waiting(*, session: AsyncSession, case: Case, now: dt.datetime, base_url: str | None = None) -> int:
     """Step 4: a case just opened takes the scans of its tag kept from the last 30 days."""
     tags = [v for k, v in (case.external_refs or {}).items() if k.startswith("bag_tag") and v]
     if not tags:
@@ -214,7 +217,8 @@ async def match_waiting(*, session: AsyncSession, case: Case, now: dt.datetime) 
     for row in rows:
         scan = Scan(line=0, bag_tag=row.bag_tag, at=row.at, station=row.station, point=row.point, flight=row.flight,
                     note=row.note)
-        await record_scan(session=session, case=case, partner_id=row.partner_id, scan=scan, principal=None, now=now)
+        await record_scan(session=session, case=case, partner_id=row.partner_id, scan=scan, principal=None, now=now,
+                          base_url=base_url)
         row.case_id, row.matched_at = case.id, now
     return len(rows)
 

@@ -99,6 +99,16 @@ class PartyOut(BaseModel):
     next_update_due: dt.datetime | None
     overdue_since: dt.datetime | None = None
     reminders_sent: int = 0
+    acked_until: dt.datetime | None = Field(default=None, description="Acknowledged: the ladder waits until then.")
+    ack_reason: str | None = None
+
+
+class AckIn(BaseModel):
+    """A late party says why, and by when it will update: at most 24 hours ahead."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=300, examples=["Held in customs until tomorrow morning"])
+    until: Instant = Field(description="When it will update; the escalation ladder waits until then.")
 
 
 class CustomerOut(BaseModel):

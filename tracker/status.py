@@ -23,7 +23,7 @@ from tracker.rights import CapOut, RightOut
 from tracker.casetypes import case_type
 from kernel.errors import Conflict, NotFound
 from tracker.models import Case, Event, Party
-from tracker.parties import PartyState, holds_custody, is_overdue
+from tracker.parties import PartyState, holds_custody, is_acknowledged, is_overdue
 from tracker.timeline import append_event
 
 TOKEN_MIN, TOKEN_MAX = 22, 64
@@ -42,6 +42,8 @@ class Notice(BaseModel):
     waiting_on: str
     since: dt.datetime
     chased_at: dt.datetime | None
+    reason: str | None = Field(default=None, description="The late partner's own reason, while it is acknowledged.")
+    until: dt.datetime | None = Field(default=None, description="When it said it will update.")
 
 
 class TimelineEntry(BaseModel):
@@ -170,7 +172,9 @@ async def status_of(
     holder_row = next((r for r in responsible if r[0].role != "owner"), responsible[0] if responsible else None)
     notices = [
         Notice(kind=party.state, waiting_on=name, since=party.overdue_since,  # type: ignore[arg-type]
-               chased_at=party.last_reminded_at)
+               chased_at=party.last_reminded_at,
+               **({"reason": party.ack_reason, "until": party.acked_until}
+                  if now is not None and is_acknowledged(party, now=now) else {}))
         for party, name in rows
         if is_overdue(party) and party.overdue_since is not None and case.closed_at is None
     ]

@@ -56,6 +56,8 @@ def checked_update(
     status = payload.status or case.status
     tells = visibility == "public" and bool(payload.message or (changed and ctype.statuses[status].get("notify")))
     body = payload.model_dump(mode="json", exclude_none=True, exclude={"visibility", "occurred_at"})
+    if principal.via:
+        body["via"] = principal.via  # not key-signed: the timeline says how it came
     return Update(body=body, visibility=visibility, occurred_at=occurred, promised=promised, tells_customer=tells)
 
 

@@ -24,7 +24,7 @@ from tracker.access import load_case, signature_of
 from tracker.casetypes import case_type
 from tracker.customer import notify_customer
 from tracker.invitations import confirm_invitation
-from tracker.models import Case, Event, Party
+from tracker.models import Case, DueMoment, Event, Party
 from tracker.parties import PartyState
 from tracker.principals import Principal
 from tracker.schemas import EventIn, EventList
@@ -102,6 +102,9 @@ async def record_update(
     *, session: AsyncSession, case: Case, party: Party, now: dt.datetime, promised: dt.datetime | None
 ) -> None:
     """The party spoke: it is on track again, and its next update is due a cadence from now."""
+    met = parties.due_met(party, now=now)
+    if met is not None:
+        session.add(DueMoment(partner_id=party.partner_id, case_id=case.id, due_at=met, resolved_at=now, met=True))
     if parties.is_overdue(party):
         body = {"partner": party.partner_id, "was": str(party.state),
                 "overdue_since": announce.stamp(party.overdue_since)}

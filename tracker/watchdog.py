@@ -18,13 +18,15 @@ time, and two workers never flag a party twice.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from partners.models import Partner
-from tracker import announce, claims, parties, rights
+from tracker import announce, claims, ladders, parties, party_links, rights
 from kernel.calendars import BusinessCalendar
 from tracker.casetypes import case_type
 from kernel.clock import Clock
@@ -32,12 +34,13 @@ from kernel.db import caches_of, skip_locked
 from tracker.customer import notify_customer, reachable
 from kernel.durations import format_duration
 from kernel.errors import Conflict, TooManyRequests
-from tracker.models import Case, Handoff, Party
+from tracker.models import Case, DueMoment, Handoff, Party
 from tracker.parties import PartyState
 from tracker.timeline import append_event
 
 _RULES_CACHE_SECONDS = 30.0  # partners' calendars and thresholds change rarely; the runtime's caches hold them
 NUDGE_INTERVAL = dt.timedelta(hours=1)
+OPERATOR_SIDE = ("supervisors", "account_email")  # ladder recipients on Baton's side: no update link for them
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class PartnerRules:
     name: str
     calendar: BusinessCalendar | None
     escalate_after: dt.timedelta | None
+    ladder: dict[str, Any] | None = None  # the partner's own escalation ladder (tracker.ladders)
 
 
 async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
@@ -56,7 +60,8 @@ async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
         return cached
     row = (
         await session.execute(
-            select(Partner.name, Partner.calendar, Partner.timezone, Partner.escalate_after_seconds).where(
+            select(Partner.name, Partner.calendar, Partner.timezone, Partner.escalate_after_seconds,
+                   Partner.ladder).where(
                 Partner.id == partner_id
             )
         )
@@ -66,6 +71,7 @@ async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
         name=row.name,
         calendar=BusinessCalendar.from_json(row.calendar, default_timezone=row.timezone),
         escalate_after=dt.timedelta(seconds=row.escalate_after_seconds) if row.escalate_after_seconds else None,
+        ladder=row.ladder,
     )
     return cache.put(partner_id, rules)
 
@@ -74,6 +80,7 @@ async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
 class SweepResult:
     late: int = 0
     escalated: int = 0
+    chased: int = 0  # ladder levels past the first that neither escalated (tracker.ladders)
     handoffs_flagged: int = 0
     deadlines: int = 0
     rights: int = 0  # reminders sent and refunds fired (tracker.rights)
@@ -86,13 +93,15 @@ class SweepResult:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("visited", "touched_cases")}
 
     def total(self) -> int:
-        return self.late + self.escalated + self.handoffs_flagged + self.deadlines + self.rights + self.claims
+        return (self.late + self.escalated + self.chased + self.handoffs_flagged + self.deadlines + self.rights
+                + self.claims)
 
 
 @dataclass(frozen=True, slots=True)
 class WatchdogConfig:
     supervisors_email: str | None = None
     batch: int = 500
+    public_base_url: str | None = None  # where the one-tap links in reminders point; none, no links
 
 
 class Watchdog:
@@ -144,29 +153,100 @@ class Watchdog:
         if not party.responsible and not watching_handoff:
             party.watch_at = None
             return
-        rules = await partner_rules(session, party.partner_id)
-        ctype = await case_type(session=session, code=case.type)
         if party.state == PartyState.ON_TRACK:
             due = party.next_update_due
             if due is None or due > now:
                 party.watch_at = due
                 return
-            parties.mark_late(party, overdue_since=due, now=now, rules=rules, ctype=ctype)
-            await self._announce_late(session, case, party, partner, now, reason="update")
-            result.late += 1
-        elif party.state == PartyState.LATE:
+            await self._late(session, case, party, partner, now, result, overdue_since=due, reason="update")
+        elif parties.is_overdue(party):
+            if party.acked_until is not None:
+                if parties.is_acknowledged(party, now=now):
+                    party.watch_at = party.acked_until
+                    return
+                body = {"partner": party.partner_id, "reason": party.ack_reason,
+                        "until": announce.stamp(party.acked_until)}
+                parties.ack_lapsed(party)
+                append_event(session=session, case=case, type="party.ack_lapsed", actor="system",
+                             visibility="parties", body=body, now=now, partner_id=party.partner_id)
+            await self._climb(session, case, party, partner, now, result)
+        else:
+            party.watch_at = None
+        result.touched_cases.add(case.id)
+
+    async def _late(
+        self, session: AsyncSession, case: Case, party: Party, partner: Partner, now: dt.datetime,
+        result: SweepResult, *, overdue_since: dt.datetime, reason: str, handoff_id: int | None = None,
+    ) -> None:
+        """on_track → late: the event, the webhook, a missed due moment; then the ladder's first levels."""
+        parties.mark_late(party, overdue_since=overdue_since, now=now)
+        ladder, calendar = await self._ladder(session, case, party)
+        escalating = next((i for i, level in enumerate(ladder.levels) if level.escalates), None)
+        body: dict[str, object] = {
+            "partner": party.partner_id, "partner_name": partner.name, "role": party.role, "reason": reason,
+            "overdue_since": announce.stamp(overdue_since),
+            "escalates_at": announce.stamp(ladder.due(escalating, since=overdue_since, calendar=calendar)
+                                           if escalating is not None else None),
+        }
+        if handoff_id is not None:
+            body["handoff"] = handoff_id
+        append_event(session=session, case=case, type="party.late", actor="system", visibility="parties",
+                     body=body, now=now, partner_id=party.partner_id)
+        session.add(DueMoment(partner_id=party.partner_id, case_id=case.id, due_at=overdue_since, resolved_at=now,
+                              met=False))
+        key = f"late:{party.id}:{announce.stamp(overdue_since)}"
+        await announce.webhook_to(session=session, case=case, kind="party.late", partner_id=party.partner_id,
+                                  url=partner.webhook_url, now=now, data=body, dedupe_key=key)
+        if handoff_id is None:
+            result.late += 1  # an unaccepted handoff counts as handoffs_flagged
+        await self._climb(session, case, party, partner, now, result, handoff_id=handoff_id)
+
+    async def _ladder(self, session: AsyncSession, case: Case, party: Party) -> tuple[ladders.Ladder, Any]:
+        rules = await partner_rules(session, party.partner_id)
+        ctype = await case_type(session=session, code=case.type)
+        threshold = parties.escalation_threshold(party, rules=rules, ctype=ctype)
+        return ladders.ladder_for(partner_ladder=rules.ladder, type_ladder=ctype.ladder, threshold=threshold), \
+            rules.calendar
+
+    async def _climb(
+        self, session: AsyncSession, case: Case, party: Party, partner: Partner, now: dt.datetime,
+        result: SweepResult, *, handoff_id: int | None = None,
+    ) -> None:
+        """Fire every level of the party's ladder whose time has come, each once; watch for the next."""
+        ladder, calendar = await self._ladder(session, case, party)
+        assert party.ladder_since is not None
+        level = party.ladder_level
+        escalating = next((i for i, step in enumerate(ladder.levels) if step.escalates), None)
+        escalates_at = ladder.due(escalating, since=party.ladder_since, calendar=calendar) \
+            if escalating is not None else None
+        while (at := ladder.due(level, since=party.ladder_since, calendar=calendar)) is not None and at <= now:
+            await self._fire(session, case, party, partner, now, result, ladder.levels[level], level,
+                             handoff_id=handoff_id, escalates_at=escalates_at)
+            parties.climbed(party, level=level, now=now,
+                            next_at=ladder.due(level + 1, since=party.ladder_since, calendar=calendar))
+            level += 1
+        party.watch_at = at
+
+    async def _fire(
+        self, session: AsyncSession, case: Case, party: Party, partner: Partner, now: dt.datetime,
+        result: SweepResult, level: ladders.Level, index: int, *, handoff_id: int | None,
+        escalates_at: dt.datetime | None,
+    ) -> None:
+        """One ladder level: its event (the late or escalated one for those levels), then its recipients."""
+        key = f"ladder:{party.id}:{announce.stamp(party.overdue_since)}:{index}"
+        context = {**self._context(party, partner), "handoff_id": handoff_id, "level": index + 1,
+                   "escalate_at": _human(escalates_at)}
+        if level.escalates and party.state == PartyState.LATE:
+            kind = "party.escalated"
             parties.escalate(party, now=now)
             body = {"partner": party.partner_id, "partner_name": partner.name, "role": party.role,
-                    "overdue_since": announce.stamp(party.overdue_since), "reminders_sent": party.reminders_sent}
+                    "overdue_since": announce.stamp(party.overdue_since), "reminders_sent": party.reminders_sent,
+                    "level": index + 1, "notify": list(level.notify)}
             append_event(session=session, case=case, type="party.escalated", actor="system", visibility="parties",
                          body=body, now=now, partner_id=party.partner_id)
-            key = f"escalated:{party.id}:{announce.stamp(party.overdue_since)}"
-            await announce.webhook_to(session=session, case=case, kind="party.escalated", partner_id=party.partner_id,
-                                    url=partner.webhook_url, now=now, data=body, dedupe_key=key)
-            await announce.supervisors_email(
-                session=session, case=case, kind="party.escalated", address=self.config.supervisors_email,
-                partner=partner, now=now, dedupe_key=key, context=self._context(party, partner),
-            )
+            await announce.webhook_to(session=session, case=case, kind="party.escalated",
+                                      partner_id=party.partner_id, url=partner.webhook_url, now=now, data=body,
+                                      dedupe_key=key)
             # The honest note, once per escalation: we are waiting on them, and we chased them.
             chased_at = party.last_reminded_at or now
             await notify_customer(session=session, case=case, kind="escalation", now=now,
@@ -174,25 +254,26 @@ class Watchdog:
             if reachable(case):
                 party.customer_told_at = now
             result.escalated += 1
+        elif index == 0:
+            kind = "party.late"
         else:
-            party.watch_at = None
-        result.touched_cases.add(case.id)
-
-    async def _announce_late(
-        self, session: AsyncSession, case: Case, party: Party, partner: Partner, now: dt.datetime, *,
-        reason: str, handoff_id: int | None = None,
-    ) -> None:
-        body = {"partner": party.partner_id, "partner_name": partner.name, "role": party.role, "reason": reason,
-                "overdue_since": announce.stamp(party.overdue_since), "escalates_at": announce.stamp(party.watch_at)}
-        if handoff_id is not None:
-            body["handoff"] = handoff_id
-        append_event(session=session, case=case, type="party.late", actor="system", visibility="parties",
-                     body=body, now=now, partner_id=party.partner_id)
-        key = f"late:{party.id}:{announce.stamp(party.overdue_since)}"
-        await announce.webhook_to(session=session, case=case, kind="party.late", partner_id=party.partner_id,
-                                url=partner.webhook_url, now=now, data=body, dedupe_key=key)
-        await announce.partner_email(session=session, case=case, kind="party.late", partner=partner, now=now,
-                                     dedupe_key=key, context={**self._context(party, partner), "handoff_id": handoff_id})
+            kind = "party.chased"
+            body = {"partner": party.partner_id, "level": index + 1, "notify": list(level.notify)}
+            append_event(session=session, case=case, type="party.chased", actor="system", visibility="parties",
+                         body=body, now=now, partner_id=party.partner_id)
+            result.chased += 1
+        escalated = party.state == PartyState.ESCALATED
+        await chase(session=session, case=case, party=party, partner=partner, kind=kind, now=now, dedupe_key=key,
+                    context=context, base_url=self.config.public_base_url,
+                    template="party.escalated.party" if escalated else "party.late",
+                    notify=[k for k in level.notify if k not in OPERATOR_SIDE])
+        for recipient in (k for k in level.notify if k in OPERATOR_SIDE):
+            address = self.config.supervisors_email if recipient == "supervisors" else partner.account_email
+            await announce.supervisors_email(
+                session=session, case=case, kind=kind, address=address, partner=partner, now=now,
+                dedupe_key=f"{key}:{recipient}", context=context,
+                template="party.escalated" if kind == "party.escalated" else "party.chased",
+            )
 
     @staticmethod
     def _context(party: Party, partner: Partner) -> dict[str, object]:
@@ -233,10 +314,8 @@ class Watchdog:
                                "accept_by": announce.stamp(handoff.accept_by)},
                          now=now, partner_id=handoff.to_partner_id)
             if receiver.state == PartyState.ON_TRACK:
-                rules = await partner_rules(session, receiver.partner_id)
-                ctype = await case_type(session=session, code=case.type)
-                parties.mark_late(receiver, overdue_since=handoff.accept_by, now=now, rules=rules, ctype=ctype)
-                await self._announce_late(session, case, receiver, partner, now, reason="handoff", handoff_id=handoff.id)
+                await self._late(session, case, receiver, partner, now, result, overdue_since=handoff.accept_by,
+                                 reason="handoff", handoff_id=handoff.id)
             result.handoffs_flagged += 1
             result.touched_cases.add(case.id)
         await session.flush()
@@ -286,11 +365,42 @@ def _human(value: dt.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else None
 
 
-# ------------------------------------------------------------------ nudges
+# ------------------------------------------------------------------ chasing a party
+
+_SMS = {
+    "party.late": "Baton: an update on case {ref} was due {due} and has not arrived. Update in one tap: {link}",
+    "party.escalated": "Baton: case {ref} is escalated, no update since {due}. Update in one tap: {link}",
+    "party.chased": "Baton: your update on case {ref} is still overdue since {due}. Update in one tap: {link}",
+    "party.nudged": "Baton: the complaint department asks for an update on case {ref} now. Update in one tap: {link}",
+    "party.invited": "Baton: you are named {role} on case {ref}. Accept or decline in one tap: {link}",
+}
+
+
+async def chase(
+    *, session: AsyncSession, case: Case, party: Party, partner: Partner, kind: str, now: dt.datetime,
+    dedupe_key: str, context: dict[str, object], base_url: str | None, template: str | None = None,
+    notify: Sequence[str] = ("ops_email", "ops_phone"),
+) -> None:
+    """Email and text the party's contacts named in ``notify``, with a new one-tap link replacing its previous one."""
+    contacts = [(key, getattr(partner, key)) for key in notify if getattr(partner, key, None)]
+    if not contacts:
+        return
+    link = await party_links.issue(session=session, case=case, party=party, reason=kind.removeprefix("party."),
+                                   now=now, base_url=base_url)
+    for key, address in contacts:
+        if key.endswith("_email"):
+            await announce.partner_email(session=session, case=case, kind=kind, partner=partner, now=now,
+                                         dedupe_key=f"{dedupe_key}:{key}", context={**context, "link_url": link},
+                                         template=template, address=address)
+        elif link is not None:
+            text = _SMS[kind].format(ref=case.ref, due=_human(party.overdue_since) or "", role=party.role, link=link)
+            await announce.partner_sms(session=session, case=case, kind=kind, partner=partner, now=now, text=text,
+                                       dedupe_key=f"{dedupe_key}:{key}", address=address)
 
 
 async def nudge(
-    *, session: AsyncSession, case: Case, party: Party, actor: str, note: str | None, now: dt.datetime
+    *, session: AsyncSession, case: Case, party: Party, actor: str, note: str | None, now: dt.datetime,
+    base_url: str | None = None,
 ) -> dict[str, object]:
     """Staff chase a partner now: timeline entry, webhook, email; at most once an hour per party."""
     if case.closed_at is not None:
@@ -316,8 +426,9 @@ async def nudge(
     key = f"nudge:{party.id}:{announce.stamp(now)}"
     await announce.webhook_to(session=session, case=case, kind="party.nudged", partner_id=party.partner_id,
                             url=partner.webhook_url, now=now, data=body, dedupe_key=key)
-    await announce.partner_email(
-        session=session, case=case, kind="party.nudged", partner=partner, now=now, dedupe_key=key,
+    await chase(
+        session=session, case=case, party=party, partner=partner, kind="party.nudged", now=now, dedupe_key=key,
         context={**Watchdog._context(party, partner), "nudged_by": actor.partition(":")[2] or actor, "note": note},
+        base_url=base_url,
     )
     return {"seq": event.seq, "partner": party.partner_id, "nudged_at": now, "reminders_sent": party.reminders_sent}

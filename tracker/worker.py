@@ -84,9 +84,9 @@ class Worker:
     ) -> None:
         self.sessionmaker = sessionmaker
         self.clock = clock
-        self.watchdog = Watchdog(
-            sessionmaker=sessionmaker, clock=clock, config=WatchdogConfig(supervisors_email=settings.supervisors_email)
-        )
+        config = WatchdogConfig(supervisors_email=settings.supervisors_email,
+                                public_base_url=settings.callback_base_url())
+        self.watchdog = Watchdog(sessionmaker=sessionmaker, clock=clock, config=config)
         self.transports = transports if transports is not None else build_transports(settings)
         lease = dt.timedelta(seconds=settings.dispatch_lease_seconds)
         self.dispatcher = Dispatcher(

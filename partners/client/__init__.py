@@ -1,5 +1,5 @@
 """Baton's partner-side client: sign requests, post updates and bag scans, pass and accept
-custody, attach evidence, deliver, and file and answer compensation claims.
+custody, attach evidence, deliver, file and answer compensation claims, and take evidence bundles.
 
 It depends on nothing of the Baton server, so a partner can install and ship it alone::
 

@@ -173,6 +173,10 @@ def _attachment_call(ref: str, attachment_id: str) -> _Call:
     return _Call(method="GET", path=f"/v1/cases/{_segment(ref)}/attachments/{_segment(attachment_id)}")
 
 
+def _bundle_call(ref: str) -> _Call:
+    return _Call(method="GET", path=f"/v1/cases/{_segment(ref)}/bundle")
+
+
 def _accept_delivery_call(ref: str, *, idempotency_key: str | None) -> _Call:
     return _post(f"/v1/cases/{_segment(ref)}/delivery/accept", {}, idempotency_key)
 
@@ -457,6 +461,13 @@ class BatonClient:
     def attachment(self, ref: str, attachment_id: str) -> bytes:
         """The bytes of one attachment."""
         return _checked(self._send(_attachment_call(ref, attachment_id))).content
+
+    def bundle(self, ref: str) -> bytes:
+        """The evidence bundle of a case this partner owns, as Baton wrote it (keep the bytes: they are evidence).
+
+        Check it with ``baton verify --bundle FILE`` or ``tools/check_bundle.py``; no database needed.
+        """
+        return _checked(self._send(_bundle_call(ref))).content
 
     def delivery(self, ref: str) -> dict[str, Any]:
         """The case's delivery request: ``state``, ``window``, ``collect_at``, ``address``..."""
@@ -746,6 +757,10 @@ class AsyncBatonClient:
     async def attachment(self, ref: str, attachment_id: str) -> bytes:
         """The bytes of one attachment."""
         return _checked(await self._send(_attachment_call(ref, attachment_id))).content
+
+    async def bundle(self, ref: str) -> bytes:
+        """The evidence bundle of a case this partner owns, as Baton wrote it (keep the bytes: they are evidence)."""
+        return _checked(await self._send(_bundle_call(ref))).content
 
     async def delivery(self, ref: str) -> dict[str, Any]:
         """The case's delivery request: ``state``, ``window``, ``collect_at``, ``address``..."""

@@ -267,6 +267,26 @@ def delivery(
     _echo_json(found)
 
 
+@app.command()
+def bundle(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Case reference (a case you own).")],
+    out: Annotated[Path, typer.Option(help="Where to write the bundle, byte for byte as Baton sent it; - for stdout.")],
+) -> None:
+    """Download a case's evidence bundle; check it offline with `baton verify --bundle FILE`."""
+    with _reporting_errors(), _open_client(ctx.obj) as baton:
+        document = baton.bundle(ref)
+    if str(out) == "-":
+        typer.echo(document, nl=False)  # bytes: written as they came
+        return
+    try:
+        out.write_bytes(document)
+    except OSError as exc:
+        typer.echo(f"error: cannot write {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"wrote {out} ({len(document)} bytes)", err=True)
+
+
 @app.command("accept-delivery")
 def accept_delivery(
     ctx: typer.Context,

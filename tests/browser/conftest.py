@@ -3,7 +3,8 @@
 1. ``live``: the app from ``create_app`` served by uvicorn in a background thread (its own event
    loop) on a free port of 127.0.0.1, on a SQLite file copied from the migrated template. The
    server's clock is a ``FrozenClock`` the tests hold: they move it and run watchdog rounds in the
-   server's loop (``live.run``), so "late" and "escalated" happen when a test says so.
+   server's loop (``live.run``), so "late" and "escalated" happen when a test says so. Its console
+   offers single sign-on through ``identity_provider``, a local OpenID Connect provider.
 2. The demo (``tracker.demo.seed``) is seeded once, in the server's loop, through the app's own
    sessionmaker; ``live.demo`` is its ``DemoResult`` (the lost-bag case and its status link).
 3. ``browser``: Debian's Chromium driven by Playwright (never Playwright's own browser download).
@@ -32,6 +33,8 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
+from tests.support.oidc_provider import OidcProvider
+from tests.support.webhook_receiver import LOCAL_RECEIVERS
 from kernel.clock import UTC, FrozenClock
 from kernel.config import Settings
 
@@ -137,7 +140,16 @@ def _free_socket() -> socket.socket:
 
 
 @pytest.fixture(scope="session")
-def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def identity_provider() -> Iterator[OidcProvider]:
+    """The organization's OpenID Connect provider that the live console offers staff (``test_console_oidc``)."""
+    with OidcProvider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def live(
+    sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory, identity_provider: OidcProvider
+) -> Iterator[LiveServer]:
     import uvicorn
 
     from tracker import demo
@@ -149,8 +161,13 @@ def live(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     sock = _free_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     clock = FrozenClock(START)
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{database}", admin_token=ADMIN_TOKEN,
-                        public_base_url=url, workers_in_process=False, storage_url=f"file:{work / 'attachments'}")
+    identity_provider.clock = clock.now  # its ID tokens are issued on the server's clock
+    identity_provider.allow_redirect(f"{url}/console/oidc/callback")
+    settings = Settings(**identity_provider.settings(), oidc_role_claim="groups",
+                        oidc_role_map="baton-agents=agent,baton-supervisors=supervisor,baton-admins=admin",
+                        database_url=f"sqlite+aiosqlite:///{database}", admin_token=ADMIN_TOKEN,
+                        public_base_url=url, workers_in_process=False, storage_url=f"file:{work / 'attachments'}",
+                        webhook_allow_hosts=LOCAL_RECEIVERS)  # the join page's webhook test reaches a local receiver
     app = create_app(settings, clock=clock)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     loop = asyncio.new_event_loop()

@@ -129,7 +129,8 @@ class Rig:
         self.clock = FrozenClock(dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
         settings = Settings(database_url=database.url, admin_token=ADMIN_TOKEN, workers_in_process=False,
                             twilio_account_sid="AC" + "0" * 32, twilio_auth_token=TWILIO_TOKEN,
-                            twilio_from="+15005550006", allowed_hosts="testserver,localhost")
+                            twilio_from="+15005550006", allowed_hosts="testserver,localhost",
+                            webhook_allow_hosts="127.0.0.1")
         self.app = create_app(settings, clock=self.clock)
         self.tally: collections.Counter[str] = collections.Counter()
         self.keys: dict[str, Ed25519PrivateKey] = {}
@@ -197,6 +198,20 @@ class Rig:
         approved = self.admin("POST", f"/v1/cases/{case['ref']}/claims", shirt)
         self.admin("POST", f"/v1/cases/{case['ref']}/claims/{approved['id']}/decision",
                    {"decision": "approved", "amount": "34.10", "currency": "USD", "reason": "Receipt seen"})
+        # Joining partners: a fresh invitation link (its key is registered once), and two setup
+        # links past that step (one to finish), their webhook a closed loopback port (refused at once).
+        fresh = self._invitation()
+        setups = [self.client("admin").request("POST", f"/v1/join/{self._invitation()}/keys",
+                                               json={"alg": "hmac-sha256"}).json()["setup_token"] for _ in range(2)]
+        for setup in setups:
+            self.client("admin").request("PUT", f"/v1/join/{setup}/webhook", json={"url": "http://127.0.0.1:9/baton"})
+        # A case whose carrier lh is late (a cadence passed, the watchdog ran): it may acknowledge.
+        late_ref = self.admin("POST", "/v1/cases", {**body, "parties": [
+            {"partner": "lh", "role": "carrier", "responsible": True, "cadence": "PT1H"},
+            {"partner": "ua", "role": "owner"}]})["ref"]
+        self.clock.advance(hours=1, minutes=1)
+        asgi._get_portal().call(self._sweep)
+        SEEDED_CLOCK["clock"] = self.clock
         dead = self.admin("GET", "/v1/webhook-deliveries?partner=lh")["items"][0]["id"]
         asgi._get_portal().call(self._dead_letter, dead)
         return {
@@ -204,7 +219,14 @@ class Rig:
             "partner_id": "lh", "delivery_id": dead, "spare_ref": spare["ref"], "invite_ref": opened.json()["ref"],
             "attachment_id": attached.json()["id"], "delivery_ref": delivery_ref, "proof_ref": proof_ref,
             "claim_id": claim["id"], "approved_claim_id": approved["id"],
+            "late_ref": late_ref, "join_token": fresh, "setup_token": setups[0],
+            "finish_token": setups[1],
         }
+
+    def _invitation(self) -> str:
+        invited = self.admin("POST", "/v1/partner-invitations",
+                             {"partner": {"id": f"joiner-{next(_serial)}", "name": "Joiner Ltd", "kind": "courier"}})
+        return invited["url"].rsplit("/", 1)[1]
 
     async def _pin(self, ref: str) -> str:
         from sqlalchemy import select
@@ -214,6 +236,12 @@ class Rig:
         async with self.app.state.runtime.sessionmaker() as session:
             return await session.scalar(select(Delivery.pin).join(Case, Case.id == Delivery.case_id)
                                         .where(Case.ref == ref))
+
+    async def _sweep(self) -> None:
+        from tracker.watchdog import Watchdog, WatchdogConfig
+
+        await Watchdog(sessionmaker=self.app.state.runtime.sessionmaker, clock=self.clock,
+                       config=WatchdogConfig()).sweep()
 
     async def _dead_letter(self, delivery_id: int) -> None:
         from sqlalchemy import update
@@ -250,10 +278,16 @@ def real_parameters(operation: Any, seeded: dict[str, Any]) -> dict[str, Any]:
             operation.label.endswith(("/accept", "/decline")):
         values.update(ref=seeded["invite_ref"], partner_id="ua" if operation.label.endswith("/accept") else
                       "swissport-fra")
+    values.update(dataset="events", format="csv")  # GET /v1/exports/{dataset}.{format}
+    if operation.label == "POST /v1/cases/{ref}/parties/{partner_id}/ack":
+        values.update(ref=seeded["late_ref"], partner_id="lh")
     if operation.label.endswith("/paid"):
         values["claim_id"] = seeded["approved_claim_id"]
     if "/delivery" in operation.label:
         values["ref"] = seeded["proof_ref" if operation.label.endswith("/proof") else "delivery_ref"]
+    if operation.label.startswith(("GET /v1/join/", "PUT /v1/join/", "POST /v1/join/")):
+        values["token"] = seeded["join_token" if operation.label.endswith("/keys") else
+                                 "finish_token" if operation.label.endswith("/finish") else "setup_token"]
     if operation.label == "DELETE /v1/partners/{partner_id}/keys/{keyid}":
         values.update(partner_id="swissport-fra", keyid="swissport-fra-ed")  # nobody here signs with it
     return {name: values[name] for name in names}
@@ -261,6 +295,7 @@ def real_parameters(operation: Any, seeded: dict[str, Any]) -> dict[str, Any]:
 
 _serial = itertools.count(1)
 SEEDED_PIN: dict[str, str] = {}  # the PIN of the seeded case out for delivery
+SEEDED_CLOCK: dict[str, FrozenClock] = {}  # the app's clock, for bodies that name a time ahead of it
 _PNG = io.BytesIO()
 Image.new("RGB", (32, 24), "teal").save(_PNG, "PNG")
 
@@ -297,6 +332,9 @@ def real_body(label: str) -> Any:
                     body[field] = value
             body.pop("webhook_secret", None)
             body.pop("calendar", None)
+        elif label == "PATCH /v1/partners/{partner_id}":
+            body.clear()
+            body.update(duty_email="duty@partner.example", duty_phone="+4969123499")
         elif label == "POST /v1/partners/{partner_id}/keys":
             body.update(keyid=f"fuzz-key-{next(_serial)}", alg="hmac-sha256")
             body.pop("public_key", None)
@@ -319,6 +357,19 @@ def real_body(label: str) -> Any:
         elif label == "POST /v1/cases/{ref}/claims/{claim_id}/decision":
             body.clear()
             body.update(decision="rejected", reason="No receipt")
+        elif label == "POST /v1/cases/{ref}/parties/{partner_id}/ack":
+            body.clear()
+            body.update(reason="Held in customs at JFK",
+                        until=(SEEDED_CLOCK["clock"].now() + dt.timedelta(hours=3)).isoformat())
+        elif label == "POST /v1/partner-invitations":
+            body.clear()
+            body["partner"] = {"id": f"fuzz-joiner-{next(_serial)}", "name": "Fuzz Joiner", "kind": "courier"}
+        elif label == "POST /v1/join/{token}/keys":
+            body.clear()
+            body["alg"] = "hmac-sha256"
+        elif label == "PUT /v1/join/{token}/webhook":
+            body.clear()
+            body["url"] = "http://127.0.0.1:9/baton"
         elif label == "POST /v1/cases/{ref}/handoffs":
             body["to"] = "ua"  # from the staff caller: no sender; from lh: its own custody
             body.pop("from", None)
@@ -374,7 +425,8 @@ def test_fuzzed_requests_to_every_operation_get_documented_answers_and_never_a_5
                     "free": operation.as_strategy(),
                     "invalid": operation.as_strategy(GenerationMode.NEGATIVE)}
             if not operation.path_parameters and operation.label not in ("POST /v1/cases", "POST /v1/partners",
-                                                                         "POST /v1/scans"):
+                                                                         "POST /v1/scans",
+                                                                         "POST /v1/partner-invitations"):
                 del runs["real"]
             for run, strategy in runs.items():
                 before = rig.tally["requests"]

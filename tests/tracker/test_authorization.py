@@ -51,8 +51,9 @@ def _routes(prefix: str) -> list[tuple[str, str]]:
 
 
 CASE_ROUTES = _routes("/v1/cases/{ref}")
-# The customer's status JSON is reached with the status-link token alone: tested in tests/tracker/test_status.py.
-V1_ROUTES = [(m, p) for m, p in _routes("/v1") if not p.startswith("/v1/status/")]
+# The customer's status JSON and a joining partner's steps are reached with a link's token alone
+# (no credentials): tested in tests/tracker/test_status.py and tests/tracker/test_onboarding.py.
+V1_ROUTES = [(m, p) for m, p in _routes("/v1") if not p.startswith(("/v1/status/", "/v1/join/"))]
 
 # A plausible, valid body per write route, so that a refusal can only come from authorization.
 PLAUSIBLE_BODIES: dict[tuple[str, str], Any] = {
@@ -66,6 +67,8 @@ PLAUSIBLE_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/cases/{ref}/parties/{partner_id}/nudges"): {"note": "Where is the bag?"},
     ("POST", "/v1/cases/{ref}/parties/{partner_id}/accept"): {},
     ("POST", "/v1/cases/{ref}/parties/{partner_id}/decline"): {"note": "Not our bag."},
+    # Whether the time is within a day of now is checked after who may acknowledge.
+    ("POST", "/v1/cases/{ref}/parties/{partner_id}/ack"): {"reason": "Held in customs", "until": "2026-11-02T12:00:00Z"},
     # Upload routes take multipart bodies (tests/tracker/test_evidence.py); whom they admit is decided first.
     ("POST", "/v1/cases/{ref}/attachments"): {},
     ("POST", "/v1/cases/{ref}/delivery/proof"): {},
@@ -345,7 +348,8 @@ async def test_admin_can_revoke_a_key_that_an_agent_could_not(world: World) -> N
 @pytest.mark.parametrize(("method", "path"), [pytest.param(m, p, id=f"{m} {p}") for m, p in V1_ROUTES])
 async def test_every_v1_route_answers_401_without_credentials(world: World, method: str, path: str) -> None:
     case = await world.open_case()
-    url = path.format(ref=case["ref"], partner_id="lh", handoff_id=1, keyid="lh-ed", delivery_id=1, attachment_id=1, claim_id=1)
+    url = path.format(ref=case["ref"], partner_id="lh", handoff_id=1, keyid="lh-ed", delivery_id=1, attachment_id=1,
+                      claim_id=1, dataset="cases", format="csv")
     kwargs: dict[str, Any] = {"json": {}} if method in WRITE_METHODS else {}
 
     response = await world.client.request(method, url, **kwargs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 import re
 from collections.abc import AsyncIterator
@@ -647,9 +648,24 @@ async def _write_routes(world: World, app: Any) -> list[tuple[str, str]]:
         for method in operations:
             if method.upper() in ("POST", "PATCH") and template.startswith("/v1"):
                 path = template.format(ref=case["ref"], partner_id="lh", handoff_id=handoff.json()["id"], delivery_id=1,
-                                       claim_id=1)
+                                       claim_id=1,
+                                       token=await _live_join_token(world) if "{token}" in template else "")
                 routes.append((method.upper(), path))
     return routes
+
+
+_JOINERS = itertools.count(1)
+
+
+async def _live_join_token(world: World) -> str:
+    """A joining partner's live setup link (its key registered), so the join steps read the body too."""
+    invited = await world.as_admin("POST", "/v1/partner-invitations", json_body={
+        "partner": {"id": f"hostile-{next(_JOINERS)}", "name": "Hostile Ltd"}})
+    assert invited.status_code == 201, invited.text
+    joined = await world.client.post(f"/v1/join/{invited.json()['url'].rsplit('/', 1)[1]}/keys",
+                                     json={"alg": "hmac-sha256"})
+    assert joined.status_code == 201, joined.text
+    return joined.json()["setup_token"]
 
 
 async def test_hostile_bodies_never_yield_a_500(api: World, app: Any) -> None:

@@ -471,6 +471,7 @@ async def test_scorecard_draws_accessible_svg_charts_and_league_lists_every_part
     assert "Time between consecutive updates on a case" in page and "3-6 h: 1" in page
     figures = dict(re.findall(r"<div><dt>([^<]+)</dt><dd>([^<]+)</dd></div>", page))
     assert figures["Updates"] == "2" and figures["On-time rate"] == "100%"
+    assert figures["Due moments met"] == "2 of 2"
     assert figures["Time to first update (median, 90th pct.)"] == "2 h, 2 h"
     assert figures["Median interval between updates"] == "5 h"
     assert "style=" not in page  # the CSP forbids inline styles: colours come from classes

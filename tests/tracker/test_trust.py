@@ -106,15 +106,18 @@ async def test_a_named_partner_is_invited_not_watched_and_not_blamed(world: Worl
     assert "Lufthansa" not in status.text
 
 
-async def test_an_invited_partner_is_told_by_webhook_and_email(world: World) -> None:
+async def test_an_invited_partner_is_told_by_webhook_email_and_text_with_a_one_tap_link(world: World) -> None:
     case = await _courier_case(world)
     async with _sessionmaker(world)() as session:
         rows = (await session.scalars(select(Notification).where(Notification.partner_id == "lh"))).all()
     kinds = sorted((r.channel, r.kind) for r in rows)
-    assert kinds == [("email", "party.invited"), ("webhook", "party.invited")]
+    assert kinds == [("email", "party.invited"), ("sms", "party.invited"), ("webhook", "party.invited")]
     email = next(r for r in rows if r.channel == "email")
     assert email.recipient == "baggage-ops@lh.example"
     assert f"/v1/cases/{case['ref']}/parties/lh/accept" in (email.body_text or "")
+    text = next(r for r in rows if r.channel == "sms")
+    assert text.recipient == "+4969123456" and "/p/" in (text.body_text or "")
+    assert _one_tap_link(text.body_text or "") in (email.body_text or ""), "one link per party: email and text agree"
 
 
 async def test_accepting_an_invitation_starts_the_watch(world: World) -> None:
@@ -334,3 +337,7 @@ def test_sms_goes_only_to_the_countries_the_operator_enabled(countries: str, pho
     from tracker.customer import sms_country_allowed
 
     assert sms_country_allowed(phone, Settings(sms_countries=countries)) is allowed
+
+
+def _one_tap_link(text: str) -> str:
+    return next(word for word in text.split() if "/p/" in word)

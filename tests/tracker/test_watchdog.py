@@ -52,7 +52,12 @@ async def _story(world: World, rig: Rig, smtp: SMTPSink, lh_receiver: WebhookRec
     queue = (await world.as_admin("GET", "/v1/overdue")).json()["items"]
     assert queue[0]["case"] == ref and queue[0]["partner"] == "lh" and queue[0]["state"] == "escalated"
     assert [r.payload["type"] for r in lh_receiver.received] == ["party.late", "party.escalated"]
-    assert [m["To"] for m in smtp.messages] == ["baggage-ops@lh.example", SUPERVISORS]
+    # The supervisors hear of the escalation, and so does the silent partner (with a fresh update link).
+    assert smtp.messages[0]["To"] == "baggage-ops@lh.example"
+    escalation = {m["To"]: m for m in smtp.messages[1:]}  # sent side by side: either may arrive first
+    assert len(smtp.messages) == 3 and escalation.keys() == {SUPERVISORS, "baggage-ops@lh.example"}
+    to_lh = escalation["baggage-ops@lh.example"]
+    assert "escalated" in to_lh["Subject"] and "/p/" in to_lh.get_body(("plain",)).get_content()
 
     response = await world.as_partner("lh", "POST", f"/v1/cases/{ref}/events",
                                       json_body={"status": "located", "message": "Found in FRA"})

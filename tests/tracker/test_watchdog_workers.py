@@ -211,7 +211,8 @@ async def test_worker_whose_batch_straddles_another_workers_commit_flags_nothing
                 await conn.execute(update(Party).values(next_update_due=now + CADENCE, watch_at=now + CADENCE))
                 await conn.execute(insert(Party).values(
                     case_id=case_id, partner_id=partner_id(1), role="courier", responsible=False,
-                    cadence_seconds=3600, state="on_track", joined_at=now - CADENCE, reminders_sent=0))
+                    cadence_seconds=3 * 3600, state="on_track", joined_at=now - CADENCE, reminders_sent=0))
+                # (a cadence of 3 h: its escalation, one cadence after accept_by, is not due yet)
                 await conn.execute(insert(Handoff).values(
                     case_id=case_id, from_partner_id=partner_id(0), to_partner_id=partner_id(1),
                     state="requested", requested_at=now - dt.timedelta(hours=3),

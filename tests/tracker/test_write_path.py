@@ -28,7 +28,7 @@ from partners.models import Partner
 from partners.schemas import PartnerIn
 from partners.service import register_partner
 from tracker import cases, updates
-from tracker.models import Case, Event, Party
+from tracker.models import Case, DueMoment, Event, Party
 from tracker.principals import Principal
 from tracker.schemas import CaseIn, EventIn
 from tracker.watchdog import Watchdog, WatchdogConfig
@@ -116,7 +116,8 @@ class Copy:
     async def rows(self) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
         async with self.sessions() as session:
-            for model, order in ((Event, Event.seq), (Case, Case.id), (Party, Party.partner_id)):
+            for model, order in ((Event, Event.seq), (Case, Case.id), (Party, Party.partner_id),
+                                 (DueMoment, DueMoment.resolved_at)):
                 table = model.__table__
                 skip = UNCOMPARED.get(table.name, set()) | {"id"}
                 rows = (await session.scalars(select(model).order_by(order))).all()

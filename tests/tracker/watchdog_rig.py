@@ -52,7 +52,8 @@ class Rig:
         self.sessionmaker = sessionmaker_of(world)
         self.caches = runtime_of(world).caches  # the app's own: a fresh app starts with empty caches
         self.watchdog = Watchdog(sessionmaker=self.sessionmaker, clock=world.clock,
-                                 config=WatchdogConfig(supervisors_email=SUPERVISORS))
+                                 config=WatchdogConfig(supervisors_email=SUPERVISORS,
+                                                       public_base_url="http://baton.test"))
         self.webhooks = WebhookTransport(timeout=webhook_timeout, allow_hosts=LOCAL_RECEIVERS)
         self.dispatcher = Dispatcher(
             sessionmaker=self.sessionmaker, clock=world.clock,

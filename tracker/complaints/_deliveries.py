@@ -10,6 +10,7 @@ belong to ``notifications.dispatcher``; this module only reads rows and shows th
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -65,8 +66,17 @@ def delivery_out(row: Notification, ref: str | None, *, with_content: bool = Fal
         sent_at=row.sent_at,
         delivered_at=row.delivered_at,
         subject=row.subject if with_content else None,
-        body_text=row.body_text if with_content else None,
+        body_text=_without_links(row.body_text) if with_content else None,
     )
+
+
+# A partner's one-tap link lets whoever holds it speak as that partner: staff read the message
+# that carried it, never the link itself.
+_ONE_TAP = re.compile(r"/p/[A-Za-z0-9_-]{20,}")
+
+
+def _without_links(text: str | None) -> str | None:
+    return _ONE_TAP.sub("/p/(one-tap link, shown only to its partner)", text) if text else text
 
 
 def _mask(recipient: str, channel: str) -> str:

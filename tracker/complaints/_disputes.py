@@ -2,7 +2,8 @@
 
 For the complaint department's agents (``GET /v1/disputes``): the resolved cases whose customer
 answered "dissatisfied" on the status page, newest answer first, so that each comes back in front
-of a person instead of staying closed.
+of a person instead of staying closed. A sandbox case's "customer" is the partner practising
+(``tracker.onboarding``): those answers are left out.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ async def disputes(*, session: AsyncSession, cursor: str | None = None, limit: i
     offset = decode_cursor(cursor) or 0
     rows = (
         await session.scalars(
-            select(Case).where(Case.satisfaction == "dissatisfied").order_by(Case.satisfaction_at.desc(), Case.id)
+            select(Case).where(Case.satisfaction == "dissatisfied", Case.sandbox.is_(False))
+            .order_by(Case.satisfaction_at.desc(), Case.id)
             .offset(offset).limit(limit + 1)
         )
     ).all()

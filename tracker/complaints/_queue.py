@@ -2,7 +2,7 @@
 
 For the complaint department's agents (``GET /v1/overdue`` and the console's queue): every late or
 escalated party of an open case, escalated first, then the longest overdue first, so the top of
-the list is always the next partner to chase.
+the list is always the next partner to chase. Sandbox cases (``tracker.onboarding``) are left out.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ class OverdueItem(BaseModel):
     last_update_at: dt.datetime | None
     last_nudged_at: dt.datetime | None
     customer_told: bool = Field(description="The customer was told we are waiting on this partner.")
+    ladder_level: int = Field(default=0, description="Levels of its escalation ladder fired so far.")
+    acked_until: dt.datetime | None = Field(default=None, description="Acknowledged: its ladder waits until then.")
+    ack_reason: str | None = None
 
 
 class OverdueList(Page[OverdueItem]):
@@ -52,7 +55,7 @@ async def overdue(
         select(Party, Case.ref, Case.title, Partner.name)
         .join(Case, Case.id == Party.case_id)
         .join(Partner, Partner.id == Party.partner_id)
-        .where(Party.state.in_(OVERDUE), Case.closed_at.is_(None))
+        .where(Party.state.in_(OVERDUE), Case.closed_at.is_(None), Case.sandbox.is_(False))
         .order_by(sql_case((Party.state == PartyState.ESCALATED, 0), else_=1), Party.overdue_since, Party.id)
         .offset(offset)
         .limit(limit + 1)
@@ -76,6 +79,9 @@ async def overdue(
             last_update_at=party.last_update_at,
             last_nudged_at=party.last_nudged_at,
             customer_told=party.customer_told_at is not None,
+            ladder_level=party.ladder_level,
+            acked_until=party.acked_until,
+            ack_reason=party.ack_reason,
         )
         for party, ref, title, name in rows[:limit]
     ]

@@ -5,6 +5,9 @@ partner's page with its charts) and for a partner reading its own record
 (``GET /v1/partners/{id}/scorecard``): time to first update, update intervals, on-time rate,
 late and escalated episodes, nudges, handoff acceptance and customer verdicts over a window of
 days. ``activity`` cuts the same events into buckets over time for the charts.
+
+Sandbox cases (``tracker.onboarding``: a new partner's practice case) count nowhere: every query
+keeps to cases with ``Case.sandbox`` false.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.clock import as_utc
 from kernel.errors import NotFound, Unprocessable
 from partners.models import Partner
-from tracker.models import Case, Delivery, Event, Handoff, Party
+from tracker.models import Case, Delivery, DueMoment, Event, Handoff, Party
 from tracker.parties import OVERDUE
 
 
@@ -50,7 +53,15 @@ class Scorecard(BaseModel):
     updates: int
     time_to_first_update: Percentiles
     median_update_interval_seconds: float | None
-    on_time_rate: float | None = Field(description="Share of updates that arrived before they were due.")
+    on_time_rate: float | None = Field(
+        description="Due moments met / due moments: each time an update was due from the partner, settled in the "
+                    "window, met when the update came by then, missed when the watchdog found it late (an "
+                    "unaccepted handoff included). Never 100 % beside a late episode.")
+    due_moments: int = 0
+    due_met: int = 0
+    custody_hours: float = Field(
+        default=0.0, description="Hours in the window the partner held items: from joining responsible or accepting "
+                                 "a handoff, to handing on, release, delivery or the case's end.")
     late_episodes: int
     escalated_episodes: int
     nudges: int
@@ -121,7 +132,8 @@ async def scorecards(
     1. Time to first update: for each party that joined in the window, from joining to its first
        update on that case.
     2. Update interval: between consecutive updates of the partner on the same case.
-    3. On-time rate: updates that did not end a late or escalated episode, over all updates.
+    3. On-time rate: due moments met over due moments settled in the window (``due_moments``:
+       written when a party updates before its due time, and when the watchdog finds it late).
     4. Episodes: ``party.late`` and ``party.escalated`` events; nudges: ``party.nudged``.
     5. Handoff acceptance: from request to acceptance, for handoffs to the partner.
     6. Promises: each ``next_update_by`` and ``eta`` the partner's updates made in the window,
@@ -141,7 +153,7 @@ async def scorecards(
     counts: dict[str, dict[str, int]] = {pid: defaultdict(int) for pid in ids}
     intervals: dict[str, list[float]] = {pid: [] for pid in ids}
     updates_at: dict[tuple[str, int], list[dt.datetime]] = defaultdict(list)  # (partner, case) -> times, in order
-    for pid, events in (await _partner_events(session, ids, since)).items():
+    for pid, events in (await _partner_events(session, ids, since, now)).items():
         for case_id, kind, at in events:
             counts[pid][kind] += 1
             if kind == "update":
@@ -153,7 +165,7 @@ async def scorecards(
     # and the indexed (partner, type, time) range finds them all.
     first_update = (
         select(Event.case_id, Event.partner_id, func.min(Event.received_at).label("at"))
-        .where(Event.partner_id.in_(ids), Event.type == "update", Event.received_at >= since)
+        .where(Event.partner_id.in_(ids), Event.type == "update", Event.received_at >= since, Event.received_at <= now)
         .group_by(Event.case_id, Event.partner_id)
         .subquery()
     )
@@ -161,16 +173,20 @@ async def scorecards(
     joined = await session.execute(
         select(Party.partner_id, Party.joined_at, first_update.c.at)
         .join(first_update, (first_update.c.case_id == Party.case_id) & (first_update.c.partner_id == Party.partner_id))
-        .where(Party.partner_id.in_(ids), Party.joined_at >= since)
+        .join(Case, Case.id == Party.case_id)
+        .where(Party.partner_id.in_(ids), Party.joined_at >= since, Party.joined_at <= now,
+               Case.sandbox.is_(False))
     )
     for pid, joined_at, first in joined.all():
         to_first[pid].append((as_utc(first) - joined_at).total_seconds())
 
     acceptance: dict[str, list[float]] = defaultdict(list)
     handoffs = await session.execute(
-        select(Handoff.to_partner_id, Handoff.requested_at, Handoff.accepted_at).where(
-            Handoff.to_partner_id.in_(ids), Handoff.accepted_at.is_not(None), Handoff.requested_at >= since
-        )
+        select(Handoff.to_partner_id, Handoff.requested_at, Handoff.accepted_at)
+        .join(Case, Case.id == Handoff.case_id)
+        .where(Handoff.to_partner_id.in_(ids), Handoff.accepted_at.is_not(None), Handoff.requested_at >= since,
+               Handoff.accepted_at <= now,
+               Case.sandbox.is_(False))
     )
     for pid, requested, accepted in handoffs.all():
         if accepted is not None:
@@ -181,7 +197,8 @@ async def scorecards(
             await session.execute(
                 select(Party.partner_id, func.count())
                 .join(Case, Case.id == Party.case_id)
-                .where(Party.partner_id.in_(ids), Party.state.in_(OVERDUE), Case.closed_at.is_(None))
+                .where(Party.partner_id.in_(ids), Party.state.in_(OVERDUE), Case.closed_at.is_(None),
+                       Case.sandbox.is_(False))
                 .group_by(Party.partner_id)
             )
         ).all()
@@ -190,7 +207,9 @@ async def scorecards(
     rows = await session.execute(
         select(Party.partner_id, Case.satisfaction, func.count())
         .join(Party, Party.case_id == Case.id)
-        .where(Party.partner_id.in_(ids), Case.satisfaction.is_not(None), Case.satisfaction_at >= since)
+        .where(Party.partner_id.in_(ids), Case.satisfaction.is_not(None), Case.satisfaction_at >= since,
+               Case.satisfaction_at <= now,
+               Case.sandbox.is_(False))
         .group_by(Party.partner_id, Case.satisfaction)
     )
     for pid, verdict, n in rows.all():
@@ -198,6 +217,16 @@ async def scorecards(
             verdicts[pid][verdict] = n
 
     promises = await _promises(session, ids, since, now, updates_at)
+    due: dict[str, dict[bool, int]] = defaultdict(lambda: {True: 0, False: 0})
+    for pid, met, n in (await session.execute(
+        select(DueMoment.partner_id, DueMoment.met, func.count())
+        .join(Case, Case.id == DueMoment.case_id)
+        .where(DueMoment.partner_id.in_(ids), DueMoment.resolved_at >= since,
+               DueMoment.resolved_at <= now, Case.sandbox.is_(False))
+        .group_by(DueMoment.partner_id, DueMoment.met)
+    )).all():
+        due[pid][bool(met)] = n
+    custody = await _custody_hours(session, ids, since, now)
 
     cards = []
     for pid in ids:
@@ -212,7 +241,10 @@ async def scorecards(
                 updates=updates,
                 time_to_first_update=_percentiles(to_first[pid]),
                 median_update_interval_seconds=statistics.median(intervals[pid]) if intervals[pid] else None,
-                on_time_rate=round(1 - counts[pid]["party.back_on_track"] / updates, 4) if updates else None,
+                on_time_rate=_rate(due[pid][True], due[pid][True] + due[pid][False]),
+                due_moments=due[pid][True] + due[pid][False],
+                due_met=due[pid][True],
+                custody_hours=custody.get(pid, 0.0),
                 late_episodes=counts[pid]["party.late"],
                 escalated_episodes=counts[pid]["party.escalated"],
                 nudges=counts[pid]["party.nudged"],
@@ -241,7 +273,10 @@ async def _promises(
     # ``updates_at`` (the scorecard's one pass over the partner's events).
     rows = (await session.execute(
         select(Event.partner_id, Event.case_id, Event.received_at, Event.body)
+        .join(Case, Case.id == Event.case_id)
         .where(Event.partner_id.in_(partner_ids), Event.type == "update", Event.received_at >= since,
+               Event.received_at <= now,
+               Case.sandbox.is_(False),
                or_(Event.body["next_update_by"].as_string().is_not(None),
                    Event.body["eta"].as_string().is_not(None)))
         .order_by(Event.partner_id, Event.case_id, Event.received_at)
@@ -279,6 +314,53 @@ async def _promises(
     return {pid: {field: _settled(*counts) for field, counts in fields.items()} for pid, fields in tally.items()}
 
 
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+async def _custody_hours(
+    session: AsyncSession, partner_ids: list[str], since: dt.datetime, now: dt.datetime
+) -> dict[str, float]:
+    """Step 7: hours each partner held items within the window.
+
+    A party holds the item from when it joined responsible (or joined and later handed the item on
+    before receiving any) or accepted a handoff, until it handed it on (an accepted handoff from
+    it), was released, the item was delivered, or the case closed; else until now.
+    """
+    parties_rows = (await session.execute(
+        select(Party.case_id, Party.partner_id, Party.responsible, Party.joined_at, Party.released_at,
+               Case.closed_at, Case.delivered_at)
+        .join(Case, Case.id == Party.case_id)
+        .where(Party.partner_id.in_(partner_ids), Case.sandbox.is_(False),
+               or_(Case.closed_at.is_(None), Case.closed_at >= since))
+    )).all()
+    case_ids = {row.case_id for row in parties_rows}
+    handoffs: dict[int, list[tuple[dt.datetime, str | None, str]]] = defaultdict(list)
+    if case_ids:
+        for case_id, at, giver, taker in (await session.execute(
+            select(Handoff.case_id, Handoff.accepted_at, Handoff.from_partner_id, Handoff.to_partner_id)
+            .where(Handoff.case_id.in_(case_ids), Handoff.accepted_at.is_not(None))
+            .order_by(Handoff.accepted_at)
+        )).all():
+            handoffs[case_id].append((as_utc(at), giver, taker))
+    hours: dict[str, float] = defaultdict(float)
+    for row in parties_rows:
+        moves = handoffs[row.case_id]
+        starts = [at for at, _, taker in moves if taker == row.partner_id]
+        gave = [at for at, giver, _ in moves if giver == row.partner_id]
+        # Held from joining: it handed the item on before any came to it, or it is responsible and
+        # none ever came to it (one that became responsible by accepting a handoff held it from then).
+        if (gave and (not starts or min(gave) < min(starts))) or (row.responsible and not starts):
+            starts.insert(0, as_utc(row.joined_at))
+        ends = [as_utc(t) for t in (row.released_at, row.closed_at, row.delivered_at) if t is not None]
+        for start in starts:
+            end = min([at for at in gave if at > start] + ends + [now])
+            held = (min(end, now) - max(start, since)).total_seconds()
+            if held > 0:
+                hours[row.partner_id] += held / 3600
+    return {pid: round(value, 2) for pid, value in hours.items()}
+
+
 def _settled(kept: int, broken: int, pending: int) -> Promises:
     settled = kept + broken
     return Promises(made=kept + broken + pending, kept=kept, broken=broken, pending=pending,
@@ -291,12 +373,15 @@ _PartnerEvent = tuple[int, str, dt.datetime]
 
 
 async def _partner_events(
-    session: AsyncSession, partner_ids: list[str], since: dt.datetime
+    session: AsyncSession, partner_ids: list[str], since: dt.datetime, until: dt.datetime
 ) -> dict[str, list[_PartnerEvent]]:
     """The events a scorecard counts, per partner (one indexed query for all of them)."""
     rows = await session.execute(
         select(Event.partner_id, Event.case_id, Event.type, Event.received_at)
-        .where(Event.partner_id.in_(partner_ids), Event.type.in_(_SCORED_KINDS), Event.received_at >= since)
+        .join(Case, Case.id == Event.case_id)
+        .where(Event.partner_id.in_(partner_ids), Event.type.in_(_SCORED_KINDS), Event.received_at >= since,
+               Event.received_at <= until,
+               Case.sandbox.is_(False))
         .order_by(Event.partner_id, Event.case_id, Event.received_at)
     )
     by_partner: dict[str, list[_PartnerEvent]] = defaultdict(list)
@@ -345,7 +430,7 @@ async def activity(*, session: AsyncSession, partner_id: str, days: int, now: dt
     size = dt.timedelta(days=1 if days <= 14 else 7)
     n = -(-dt.timedelta(days=days) // size)
     edges = [max(since, now - size * (n - i)) for i in range(n)] + [now]
-    events = (await _partner_events(session, [partner_id], since)).get(partner_id, [])
+    events = (await _partner_events(session, [partner_id], since, now)).get(partner_id, [])
 
     def bucket_of(at: dt.datetime) -> int:
         return max(0, min(n - 1, n - 1 - int((now - at) // size)))

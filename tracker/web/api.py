@@ -5,14 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from partners import service as partners
-from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut
+from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerList, PartnerOut, PartnerPatch
 from notifications.dispatcher import resend
 from tracker import access, cases, complaints, handoffs, membership, updates
 from tracker.complaints import DeliveryList, DeliveryOut, DisputeList, OverdueList, Scorecard
 from kernel.errors import Forbidden, NotFound
 from tracker.invitations import InvitationList, list_invitations
+from tracker.bundle import EvidenceBundle, build_bundle, render as render_bundle
 from tracker.schemas import (
     AcceptIn,
+    AckIn,
     CaseIn,
     CaseList,
     CaseOut,
@@ -75,6 +77,15 @@ async def list_partners(ctx: Ctx = Depends(caller)) -> PartnerList:
 async def get_partner(partner_id: str, ctx: Ctx = Depends(caller)) -> PartnerOut:
     _staff_or_self(ctx, partner_id)
     return await partners.get_partner(session=ctx.session, partner_id=partner_id)
+
+
+@router.patch("/partners/{partner_id}", response_model=PartnerOut, openapi_extra=IDEMPOTENCY, tags=["partners"])
+async def update_partner(partner_id: str, payload: PartnerPatch, ctx: Ctx = Depends(caller)) -> Response:
+    """Change a partner's contact roster (ops, duty, account manager) or escalation ladder (admin)."""
+    ctx.principal.require_staff("admin")
+    return await ctx.write(
+        lambda: partners.update_partner(session=ctx.session, partner_id=partner_id, payload=payload),
+    )
 
 
 @router.post(
@@ -158,6 +169,15 @@ async def list_case_events(
 ) -> EventList:
     """The timeline, oldest first. Partners never see internal events."""
     return await updates.list_events(session=ctx.session, principal=ctx.principal, ref=ref, cursor=cursor, limit=limit)
+
+
+@router.get("/cases/{ref}/bundle", response_model=EvidenceBundle, tags=["cases"])
+async def get_case_bundle(ref: str, ctx: Ctx = Depends(caller)) -> Response:
+    """The case's evidence bundle (staff, the owner partner): one file `baton verify --bundle` checks offline."""
+    bundle = await build_bundle(session=ctx.session, principal=ctx.principal, ref=ref, now=ctx.now())
+    disposition = f'attachment; filename="{bundle.case.ref}.baton-bundle.json"'
+    return Response(render_bundle(bundle), media_type="application/json",
+                    headers={"Content-Disposition": disposition, "Cache-Control": "no-store"})
 
 
 @router.post(
@@ -281,8 +301,19 @@ async def nudge_case_party(ref: str, partner_id: str, payload: NudgeIn, ctx: Ctx
     """Chase a partner now: webhook and email to its ops contact; at most once an hour per party."""
     return await ctx.write(
         lambda: membership.nudge_party(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
-                                  note=payload.note, now=ctx.now()),
+                                  note=payload.note, now=ctx.now(), base_url=ctx.base_url),
         status_code=201,
+    )
+
+
+@router.post(
+    "/cases/{ref}/parties/{partner_id}/ack", response_model=PartyOut, openapi_extra=IDEMPOTENCY, tags=["complaints"],
+)
+async def acknowledge_case_party(ref: str, partner_id: str, payload: AckIn, ctx: Ctx = Depends(caller)) -> Response:
+    """A late party says why and until when (at most 24 hours): its escalation ladder waits; it stays late."""
+    return await ctx.write(
+        lambda: membership.acknowledge_party(session=ctx.session, principal=ctx.principal, ref=ref,
+                                             partner_id=partner_id, payload=payload, now=ctx.now()),
     )
 
 

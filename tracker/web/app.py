@@ -23,7 +23,10 @@ from kernel.clock import Clock, SystemClock
 from kernel.config import Settings, get_settings
 from kernel.db import make_engine, make_sessionmaker
 from kernel.errors import BadRequest, MalformedJSON, PayloadTooLarge, UnsupportedMediaType
-from tracker.web import api, claims, console, evidence, scans, health, hooks, problems, proxies, status_pages, uploads
+from tracker.web import (api, claims, console, evidence, scans, health, hooks, links, problems, proxies, status_pages,
+                        uploads)
+from tracker.web import onboarding
+from tracker.web import exports
 from tracker.web.problems import send_problem
 from tracker.web.deps import Runtime
 from tracker.worker import Worker
@@ -87,6 +90,9 @@ def create_app(
     app.include_router(scans.router)
     app.include_router(hooks.router)
     app.include_router(status_pages.router)
+    app.include_router(links.router)
+    app.include_router(onboarding.router)
+    app.include_router(exports.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,

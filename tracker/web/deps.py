@@ -25,6 +25,7 @@ from tracker.groupcommit import GroupCommit
 from tracker.idempotency import IdempotencyGuard, request_digest
 from tracker.principals import authenticate_staff
 from tracker.ratelimit import RateLimits
+from tracker.staff_sign_in import IdentityProvider
 
 
 
@@ -41,6 +42,8 @@ class Runtime:
         self.keys = KeyCache()
         self.store: BlobStore = open_store(settings)  # attachment files, by digest (kernel.storage)
         self.limits = RateLimits(clock)
+        # Staff single sign-on: the provider's discovery document and keys are kept on it, once fetched.
+        self.identity_provider = IdentityProvider(settings=settings) if settings.oidc_enabled else None
         # First come, first served for database connections. SQLAlchemy's pool hands a freed
         # connection to whichever coroutine asks next, so under load some requests starve while
         # newcomers overtake them (seconds of tail latency); a semaphore the size of the pool,

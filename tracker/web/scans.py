@@ -58,4 +58,4 @@ async def post_scans(request: Request, ctx: Ctx = Depends(caller)) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     parsed = scans.read(await request.body(), ctype, now=ctx.now())
     return await ctx.write(lambda: scans.receive(session=ctx.session, principal=ctx.principal, parsed=parsed,
-                                                 now=ctx.now()))
+                                                 now=ctx.now(), base_url=ctx.base_url))

@@ -160,8 +160,14 @@ async def test_scorecard_figures_match_the_hand_computed_history(world: World, r
     assert card["time_to_first_update"] == {"p50": 2 * H, "p90": 12960.0, "count": 3}
     # Intervals: A 3 h and 13 h, B 2 h -> [10800, 46800, 7200]; median 10800.
     assert card["median_update_interval_seconds"] == 3 * H
-    # One of six updates ended a late episode (A at +17h): 1 - 1/6 = 0.8333.
-    assert card["on_time_rate"] == 0.8333
+    # Due moments: met by the updates on A at +1h (due +6h) and +4h (due +7h), on B at +3h (due
+    # +25h) and +5h (due +27h), and on C at +6h (lh responsible since accepting at +2h30, due
+    # +26h30); missed: A at +10h and E at +17h (A's update at +17h ended a late episode: no
+    # moment met). 5 / 7 = 0.7143, never 100 % beside late episodes.
+    assert (card["due_met"], card["due_moments"], card["on_time_rate"]) == (5, 7, 0.7143)
+    # Custody: A from t0 (20 h), B from +1h (19 h), E from +5h (15 h), C from accepting at +2h30
+    # to closing at +19h (16.5 h), D from +4h30 to +19h (14.5 h): 85 h.
+    assert card["custody_hours"] == 85.0
     # Late: A at +10h01 and E at +20h; escalated: A at +16h01; one nudge on B.
     assert (card["late_episodes"], card["escalated_episodes"], card["nudges"]) == (2, 1, 1)
     # Handoffs to lh accepted after 30 min (C) and 90 min (D) -> [1800, 5400].
@@ -180,7 +186,9 @@ async def test_scorecard_window_reaches_back_as_many_days_as_asked(world: World,
     assert card["updates"] == 7
     assert card["time_to_first_update"]["count"] == 4 and card["time_to_first_update"]["p50"] == 5400.0
     assert card["satisfaction"] == {"satisfied": 2, "dissatisfied": 1}
-    assert card["on_time_rate"] == round(1 - 1 / 7, 4)
+    # O's update at +1h met its due moment (+6h): 6 of 8; and O was held for its 2 hours.
+    assert (card["due_met"], card["due_moments"], card["on_time_rate"]) == (6, 8, 0.75)
+    assert card["custody_hours"] == 87.0
 
 
 async def test_scorecard_of_a_partner_with_no_history_is_empty_not_an_error(world: World) -> None:

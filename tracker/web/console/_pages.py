@@ -39,6 +39,7 @@ DONE = {
     "rotated": "New status link issued; the old one no longer works.",
     "resent": "Delivery queued again with a fresh retry schedule.",
     "revoked": "Key revoked: requests signed with it are refused from now on.",
+    "contacts": "Contacts and escalation ladder saved.",
     "attached": "File attached: its digest is on the timeline; images were re-encoded without their metadata.",
 }
 

@@ -16,6 +16,13 @@ CSRF: every form carries ``HMAC(secret, session id + "csrf")``; a POST without a
 refused with 403 before anything is read or written. The cookie is also ``SameSite=Strict``. The
 sign-in form, before there is a session, is tied the same way to a random id kept in a short-lived
 cookie of its own, so another site cannot sign a browser in behind its user's back.
+
+Single sign-on (``oidc``): a session signed in through the identity provider is a staff_tokens row
+of its own (``tracker.principals.start_sign_in``) whose token nobody ever sees; the cookie carries
+its hash like any other, so step 3 applies unchanged, and the row's expiry and sign-out's
+revocation hold on every replica. While the browser is away at the provider, the attempt (state,
+nonce, PKCE verifier) waits in a third cookie, signed like the session's, ``SameSite=Lax``: the
+provider's redirect back is a navigation from another site, which a Strict cookie would miss.
 """
 
 from __future__ import annotations
@@ -35,13 +42,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.errors import Forbidden, Unauthorized
 from tracker.principals import Principal, authenticate_staff_hash, hash_token
+from tracker.staff_sign_in import SignInAttempt
 from tracker.web.deps import runtime
 
 SESSION_COOKIE = "baton_console"
 SIGN_IN_COOKIE = "baton_console_signin"
+ATTEMPT_COOKIE = "baton_console_oidc"
 COOKIE_PATH = "/console"
+ATTEMPT_PATH = "/console/oidc"
 SESSION_TTL = dt.timedelta(hours=12)
 SIGN_IN_TTL = dt.timedelta(hours=1)
+ATTEMPT_TTL = dt.timedelta(minutes=10)  # time to sign in at the provider
 CSRF_FIELD = "csrf"
 
 
@@ -66,10 +77,15 @@ class Staff:
     sid: str
     csrf: str
     expires_at: int
+    token_hash: str
 
     @property
     def name(self) -> str:
         return self.principal.name
+
+    @property
+    def display_name(self) -> str:
+        return self.principal.display_name or self.principal.name
 
     @property
     def role(self) -> str:
@@ -156,13 +172,15 @@ def _secret(request: Request) -> str:
     return runtime(request).settings.effective_secret_key()
 
 
-def start_session(response: Response, request: Request, *, principal: Principal, token: str) -> None:
+def start_session(
+    response: Response, request: Request, *, principal: Principal, token: str, lasts: dt.timedelta = SESSION_TTL
+) -> None:
     """Set the session cookie of a successful sign-in (and drop the sign-in form's cookie)."""
     rt = runtime(request)
-    expires = rt.clock.now() + SESSION_TTL
+    expires = rt.clock.now() + lasts
     claims = Claims(sid=secrets.token_urlsafe(18), name=principal.name, role=principal.role or "agent",
                     token_hash=hash_token(token), expires_at=int(expires.timestamp()))
-    response.set_cookie(SESSION_COOKIE, seal(claims, secret=_secret(request)), max_age=int(SESSION_TTL.total_seconds()),
+    response.set_cookie(SESSION_COOKIE, seal(claims, secret=_secret(request)), max_age=int(lasts.total_seconds()),
                         path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request))
     response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request))
 
@@ -191,6 +209,39 @@ def sign_in_csrf(request: Request, form_id: str) -> str:
     return csrf_token(secret=_secret(request), sid="sign-in:" + form_id)
 
 
+def remember_attempt(response: Response, request: Request, attempt: SignInAttempt) -> None:
+    """Keep a single sign-on attempt in the browser, signed, until the provider sends it back."""
+    payload = _b64(json.dumps([attempt.state, attempt.nonce, attempt.code_verifier, attempt.next, attempt.expires_at],
+                              separators=(",", ":")).encode())
+    value = f"{payload}.{_mac(_secret(request), 'console-oidc:' + payload)}"
+    response.set_cookie(ATTEMPT_COOKIE, value, max_age=int(ATTEMPT_TTL.total_seconds()), path=ATTEMPT_PATH,
+                        httponly=True, samesite="lax", secure=_secure(request))
+
+
+def recall_attempt(request: Request) -> SignInAttempt | None:
+    """The browser's single sign-on attempt, if its cookie verifies and has not expired."""
+    value = request.cookies.get(ATTEMPT_COOKIE)
+    if not value or value.count(".") != 1 or len(value) > 2000:
+        return None
+    payload, mac = value.split(".")
+    if not hmac.compare_digest(mac.encode(), _mac(_secret(request), "console-oidc:" + payload).encode()):
+        return None
+    try:
+        state, nonce, verifier, next_page, expires_at = json.loads(
+            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError, binascii.Error):
+        return None
+    if not isinstance(expires_at, int) or expires_at <= runtime(request).clock.now().timestamp():
+        return None
+    return SignInAttempt(state=str(state), nonce=str(nonce), code_verifier=str(verifier), next=str(next_page),
+                         expires_at=expires_at)
+
+
+def forget_attempt(response: Response, request: Request) -> None:
+    """An attempt is answered once: its cookie goes with the answer, whatever the outcome."""
+    response.delete_cookie(ATTEMPT_COOKIE, path=ATTEMPT_PATH, httponly=True, samesite="lax", secure=_secure(request))
+
+
 def check_sign_in_csrf(request: Request, given: object) -> None:
     form_id = request.cookies.get(SIGN_IN_COOKIE)
     if not form_id or not csrf_ok(secret=_secret(request), sid="sign-in:" + form_id, given=given):
@@ -209,11 +260,11 @@ async def signed_in(request: Request, session: AsyncSession) -> Staff:
         raise SignInRequired()
     try:
         principal = await authenticate_staff_hash(session=session, token_hash=claims.token_hash,
-                                                  admin_token=rt.settings.admin_token)
+                                                  admin_token=rt.settings.admin_token, now=rt.clock.now())
     except Unauthorized:
         raise SignInRequired() from None
     staff = Staff(principal=principal, sid=claims.sid, csrf=csrf_token(secret=secret, sid=claims.sid),
-                  expires_at=claims.expires_at)
+                  expires_at=claims.expires_at, token_hash=claims.token_hash)
     request.state.console_staff = staff  # error pages still show who is signed in
     return staff
 

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.errors import BatonError, TooManyRequests, Unauthorized
-from tracker.principals import authenticate_staff
+from tracker.principals import authenticate_staff, end_sign_in
 from tracker.web.console._ctx import StaffCtx, staff_form
 from tracker.web.console._pages import console_router, page, safe_back
 from tracker.web.console._session import (
@@ -33,6 +33,7 @@ def _login_form(request: Request, *, next: str | None, error: BatonError | None 
     form_id, new = sign_in_form_id(request)
     response = page(request, "login.html", {
         "csrf": sign_in_csrf(request, form_id), "next": safe_back(next) or "", "error": error,
+        "sso": runtime(request).identity_provider is not None,
     }, status_code=error.status if error else 200)
     if new:
         remember_sign_in_form(response, request, form_id)
@@ -69,6 +70,12 @@ async def login(
 
 @router.post("/logout")
 async def logout(ctx: StaffCtx = Depends(staff_form)) -> Response:
-    response = RedirectResponse("/console/login", status_code=303)
-    end_session(response, ctx.request, ctx.staff)
-    return response
+    """Sign out: a session signed in through the identity provider is revoked for every replica, too."""
+
+    async def signed_out(_: None) -> Response:
+        response = RedirectResponse("/console/login", status_code=303)
+        end_session(response, ctx.request, ctx.staff)
+        return response
+
+    return await ctx.write_and_show(
+        lambda: end_sign_in(session=ctx.session, token_hash=ctx.staff.token_hash, now=ctx.now()), show=signed_out)

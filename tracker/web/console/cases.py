@@ -133,7 +133,8 @@ def _event_view(event: dict[str, Any]) -> dict[str, Any]:
     """An event for the timeline: its header, and its posted fields as (name, text) pairs."""
     fields = [(key.replace("_", " "), _plain_text(value)) for key, value in event.items()
               if key not in EVENT_META and value not in (None, "", [], {})]
-    return {**{k: event.get(k) for k in EVENT_META}, "fields": fields}
+    # "via" stays among the fields too: the badge says how it came, the field says it on the record.
+    return {**{k: event.get(k) for k in EVENT_META}, "via": event.get("via"), "fields": fields}
 
 
 def _plain_text(value: Any) -> str:
@@ -174,7 +175,7 @@ async def nudge(
 ) -> Response:
     return await ctx.write(
         lambda: membership.nudge_party(session=ctx.session, principal=ctx.principal, ref=ref, partner_id=partner_id,
-                                       note=blank(note), now=ctx.now()),
+                                       note=blank(note), now=ctx.now(), base_url=ctx.base_url),
         done="nudged", then=case_url(ref), back=back,
     )
 

@@ -1,15 +1,19 @@
-"""Partners: their scorecards and the league of them all; for admins, registering partners and their keys."""
+"""Partners: their scorecards and the league of them all; for admins, registering or inviting partners, and keys."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, Form, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
+from kernel.errors import Unprocessable
 from partners import service as partners
-from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerOut
-from tracker import complaints
+from partners.schemas import KeyIn, KeyOut, PartnerIn, PartnerOut, PartnerPatch
+from tracker import complaints, onboarding
+from tracker.onboarding import InvitationCreated, InvitationIn
 from tracker.parties import PartyState
 from tracker.web import charts
 from tracker.web.console._ctx import StaffCtx, staff, staff_form
@@ -23,13 +27,29 @@ router = console_router()
 # ---------------------------------------------------------------- scorecards
 
 
+# How the league table sorts: best first; a partner without the figure comes last.
+LEAGUE_ORDER: dict[str, tuple[str, Callable[[complaints.Scorecard], tuple[Any, ...]]]] = {
+    "on_time": ("on-time rate", lambda c: (c.on_time_rate is None, -(c.on_time_rate or 0), c.escalated_episodes,
+                                           c.late_episodes, c.partner)),
+    "promises": ("promises kept", lambda c: (c.next_update_promises.kept_rate is None,
+                                             -(c.next_update_promises.kept_rate or 0), c.partner)),
+    "handoffs": ("fastest handoff acceptance", lambda c: (c.handoff_acceptance.p50 is None,
+                                                          c.handoff_acceptance.p50 or 0, c.partner)),
+    "custody": ("hours holding custody", lambda c: (-c.custody_hours, c.partner)),
+}
+
+
 @router.get("/partners", response_class=HTMLResponse)
-async def league(days: int = Query(default=30, ge=1, le=366), ctx: StaffCtx = Depends(staff)) -> Response:
-    """Every partner's scorecard side by side, best on-time rate first."""
+async def league(
+    days: int = Query(default=30, ge=1, le=366), sort: str = Query(default="on_time", pattern="^[a-z_]{1,20}$"),
+    ctx: StaffCtx = Depends(staff),
+) -> Response:
+    """Every partner's scorecard side by side, sorted by the chosen figure (best on-time rate first by default)."""
     cards = await complaints.scorecards(session=ctx.session, partner_ids=None, days=days, now=ctx.now())
-    cards.sort(key=lambda c: (c.on_time_rate is None, -(c.on_time_rate or 0), c.escalated_episodes, c.late_episodes,
-                              c.partner))
-    return ctx.page("league.html", {"section": "partners", "cards": cards, "days": days, "windows": WINDOWS})
+    sort = sort if sort in LEAGUE_ORDER else "on_time"
+    cards.sort(key=LEAGUE_ORDER[sort][1])
+    return ctx.page("league.html", {"section": "partners", "cards": cards, "days": days, "windows": WINDOWS,
+                                    "sort": sort, "orders": {k: v[0] for k, v in LEAGUE_ORDER.items()}})
 
 
 @router.get("/partners/{partner_id}", response_class=HTMLResponse)
@@ -88,12 +108,14 @@ def _scorecard_charts(card: complaints.Scorecard, series: complaints.Activity) -
 # ---------------------------------------------------------------- partners and keys (admin)
 
 
-async def _admin_page(ctx: StaffCtx, *, created: dict[str, str] | None = None) -> HTMLResponse:
-    """The partners and their keys; ``created`` shows a new secret, once (201, and never redirected to)."""
-    context: dict[str, Any] = {"section": "admin", "partners": await partners.list_partners(session=ctx.session)}
-    if created is not None:
-        context["created"] = created
-    return ctx.page("admin_partners.html", context, status_code=201 if created else 200)
+async def _admin_page(
+    ctx: StaffCtx, *, created: dict[str, str] | None = None, invited: InvitationCreated | None = None
+) -> HTMLResponse:
+    """The partners and their keys; ``created`` shows a new secret, ``invited`` a new invitation link, once
+    (201, and never redirected to)."""
+    context: dict[str, Any] = {"section": "admin", "partners": await partners.list_partners(session=ctx.session),
+                               "created": created, "invited": invited}
+    return ctx.page("admin_partners.html", context, status_code=201 if created or invited else 200)
 
 
 @router.get("/admin/partners", response_class=HTMLResponse)
@@ -132,6 +154,34 @@ async def admin_add_partner(
     )
 
 
+@router.post("/admin/partner-invitations", response_class=HTMLResponse)
+async def admin_invite_partner(
+    id: str = Form(max_length=63),
+    name: str = Form(max_length=200),
+    kind: str = Form(default="other", max_length=40),
+    ops_email: str = Form(default="", max_length=320),
+    ops_phone: str = Form(default="", max_length=30),
+    timezone: str = Form(default="UTC", max_length=64),
+    ctx: StaffCtx = Depends(staff_form),
+) -> Response:
+    """Invite a partner to set itself up (``tracker.onboarding``); the link is shown on this page only."""
+    ctx.principal.require_staff("admin")
+    payload = InvitationIn.model_validate({"partner": {
+        "id": id.strip(), "name": name.strip(), "kind": blank(kind) or "other", "ops_email": blank(ops_email),
+        "ops_phone": blank(ops_phone), "timezone": blank(timezone) or "UTC",
+    }})
+
+    async def show(invited: InvitationCreated) -> Response:
+        return await _admin_page(ctx, invited=invited)
+
+    return await ctx.write_and_show(
+        lambda: onboarding.invite_partner(session=ctx.session, payload=payload, created_by=ctx.principal.actor,
+                                          now=ctx.now(), base_url=ctx.base_url,
+                                          allow_hosts=ctx.rt.settings.webhook_allow_hosts),
+        show=show,
+    )
+
+
 @router.post("/admin/partners/{partner_id}/keys", response_class=HTMLResponse)
 async def admin_add_key(
     partner_id: str = Path(max_length=64),
@@ -152,6 +202,33 @@ async def admin_add_key(
 
     return await ctx.write_and_show(
         lambda: partners.add_key(session=ctx.session, partner_id=partner_id, payload=payload, now=ctx.now()), show=show
+    )
+
+
+@router.post("/admin/partners/{partner_id}/contacts")
+async def admin_partner_contacts(
+    partner_id: str = Path(max_length=64),
+    ops_email: str = Form(default="", max_length=320),
+    ops_phone: str = Form(default="", max_length=30),
+    duty_email: str = Form(default="", max_length=320),
+    duty_phone: str = Form(default="", max_length=30),
+    account_email: str = Form(default="", max_length=320),
+    ladder: str = Form(default="", max_length=4000),
+    ctx: StaffCtx = Depends(staff_form),
+) -> Response:
+    """Set a partner's contact roster and escalation ladder (JSON; empty: the case type's)."""
+    ctx.principal.require_staff("admin")
+    try:
+        levels = json.loads(ladder) if ladder.strip() else None
+    except ValueError:
+        raise Unprocessable("The ladder is not JSON: give {\"levels\": [...]}, or leave it empty.") from None
+    payload = PartnerPatch.model_validate({
+        "ops_email": blank(ops_email), "ops_phone": blank(ops_phone), "duty_email": blank(duty_email),
+        "duty_phone": blank(duty_phone), "account_email": blank(account_email), "ladder": levels,
+    })
+    return await ctx.write(
+        lambda: partners.update_partner(session=ctx.session, partner_id=partner_id, payload=payload),
+        done="contacts", then="/console/admin/partners",
     )
 
 
