@@ -2,9 +2,12 @@
 
 1. A trigger (case opened, a customer-visible update, custody passing, an escalation, the
    resolution, the deadline) queues one outbox row per channel the customer uses, without text.
-2. Triggers that arrive while a row is still waiting merge into it (coalescing): the first
-   trigger after a quiet spell holds its row for the coalescing window, so a burst of updates
-   becomes one message. "Case opened" goes at once: it carries the status link.
+2. Coalescing is leading-edge: the first trigger after a quiet spell (no message on that channel
+   in the last coalescing window) goes at once; a trigger within the window after a message waits
+   for the window's end, and every trigger that arrives while a row is still waiting merges into
+   it, so a burst of updates becomes one message, sent when the window closes. "Case opened" and
+   the time-critical kinds (``URGENT_KINDS``: out for delivery, the PIN, delivered) are never held
+   (quiet hours aside) and never merged into.
 3. The text is rendered when the dispatcher picks the row up, from the case as it is then (the
    latest state, holder and due time), in the customer's language and time zone.
 4. SMS waits out quiet hours in the customer's zone and a daily cap per case; a channel that
@@ -41,6 +44,8 @@ KIND_RANK = {"update": 0, "delivery_confirmed": 1, "opened": 1, "escalation": 2,
              "claim_paid": 2}
 # Sent at once, never held for the coalescing window: the driver is on the way, or has been.
 URGENT_KINDS = frozenset({"out_for_delivery", "delivered"})
+# A status update that says the same (a courier's "out for delivery" without a delivery booked).
+URGENT_STATUSES = frozenset({"out_for_delivery"})
 
 
 def _contact(case: Case, channel: str) -> str | None:
@@ -82,19 +87,38 @@ async def notify_customer(
     settings = settings_of(session)  # the runtime's, carried by the session (kernel.db)
     queued = 0
     entry = {"kind": kind, "at": now.isoformat(), **(trigger or {})}
-    at_once = urgent or kind == "opened"
+    at_once = urgent or kind == "opened" or kind in URGENT_KINDS
+    window = dt.timedelta(seconds=settings.coalesce_seconds)
     for channel in case.customer_channels or []:
         recipient = _contact(case, channel)
         if recipient is None:
             continue
         if not at_once and await _merge(session, case, channel, entry, now):
             continue
-        window = dt.timedelta(seconds=0 if at_once else settings.coalesce_seconds)
+        due = now if at_once else await _window_end(session, case, channel, now, window)
         queued += await enqueue(
             session=session, channel=channel, audience="customer", kind=f"customer.{kind}", recipient=recipient,
-            now=now, case_id=case.id, payload={"kind": kind, "triggers": [entry]}, not_before=now + window,
+            now=now, case_id=case.id, payload={"kind": kind, "triggers": [entry]}, not_before=due,
         )
     return queued
+
+
+async def _window_end(
+    session: AsyncSession, case: Case, channel: str, now: dt.datetime, window: dt.timedelta
+) -> dt.datetime:
+    """When a new message on ``channel`` may go: now after a quiet spell, else when the last one's window closes."""
+    # The last message that went (or is going: claimed, not yet recorded) on this channel.
+    last = await session.scalar(
+        select(func.max(func.coalesce(Notification.sent_at, Notification.created_at)))
+        .where(Notification.case_id == case.id, Notification.channel == channel,
+               Notification.audience == "customer", Notification.state.in_(("sending", "sent", "delivered", "logged")))
+    )
+    if last is None:
+        return now
+    if isinstance(last, str):  # SQLite answers an aggregate of a coalesce as text
+        last = dt.datetime.fromisoformat(last)
+    last = last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)
+    return max(now, last + window)
 
 
 async def _merge(session: AsyncSession, case: Case, channel: str, entry: dict[str, Any], now: dt.datetime) -> bool:

@@ -22,7 +22,7 @@ from kernel.pagination import decode_cursor, encode_cursor
 from tracker import announce, delivery, parties, routine, trust
 from tracker.access import load_case, signature_of
 from tracker.casetypes import case_type
-from tracker.customer import notify_customer
+from tracker.customer import URGENT_STATUSES, notify_customer
 from tracker.invitations import confirm_invitation
 from tracker.models import Case, DueMoment, Event, Party
 from tracker.parties import PartyState
@@ -91,7 +91,8 @@ async def post_general_update(
     apply_to_case(case, payload)
     if update.tells_customer:
         trigger = {"status": case.status, "message": payload.message} if payload.message else {"status": case.status}
-        await notify_customer(session=session, case=case, kind="update", now=now, trigger=trigger)
+        await notify_customer(session=session, case=case, kind="update", now=now, trigger=trigger,
+                              urgent=payload.status in URGENT_STATUSES)
     if party is not None and party.state != PartyState.RELEASED:
         await record_update(session=session, case=case, party=party, now=now, promised=update.promised)
     await session.flush()

@@ -84,32 +84,46 @@ async def test_lost_bag_story_tells_the_customer_once_per_change_and_never_at_ni
     assert len(_to_customer(twilio)) == 2
     assert "Frankfurt" in _to_customer(twilio)[1]["body"]
 
-    # three updates within ten minutes -> one SMS with the latest state
+    # after an hour of quiet an update goes at once (leading edge); the next two, within the
+    # window after it, merge into one SMS with the latest state, sent when the window closes
     world.clock.advance(hours=1)
     await _update(world, ref, status="in_transit", message="On LH400 tonight.")
-    world.clock.advance(minutes=3)
-    await worker.run_round()
-    await _update(world, ref, message="Loaded in container AKE1234.")
-    world.clock.advance(minutes=3)
-    await _update(world, ref, status="arrived", message="Landed at JFK.")
-    world.clock.advance(minutes=5)
     await worker.run_round()
     assert len(_to_customer(twilio)) == 3
-    assert "Landed at JFK" in _to_customer(twilio)[2]["body"]
+    assert "On LH400 tonight" in _to_customer(twilio)[2]["body"]
+    world.clock.advance(minutes=2)
+    await _update(world, ref, message="Loaded in container AKE1234.")
+    world.clock.advance(minutes=2)
+    await _update(world, ref, message="Departed FRA.")
+    world.clock.advance(minutes=2)
+    await _update(world, ref, status="arrived", message="Landed at JFK.")
+    world.clock.advance(minutes=3, seconds=59)
+    await worker.run_round()
+    assert len(_to_customer(twilio)) == 3, "held until the window after the last SMS closes"
+    world.clock.advance(seconds=1)
+    await worker.run_round()
+    assert len(_to_customer(twilio)) == 4
+    assert "Landed at JFK" in _to_customer(twilio)[3]["body"], "three updates, one SMS with the latest"
 
-    # an update at 23:00 in New York waits for 08:00
+    # out for delivery, within the window after that SMS, is never held
+    world.clock.advance(minutes=1)
+    await _update(world, ref, status="out_for_delivery", message="The driver is on the way.")
+    await worker.run_round()
+    assert len(_to_customer(twilio)) == 5 and "driver is on the way" in _to_customer(twilio)[4]["body"]
+
+    # an update at 23:00 in New York waits for 08:00 (out for delivery is never held, quiet hours aside)
     world.clock.set(dt.datetime(2026, 11, 3, 4, 0, tzinfo=UTC))  # 23:00 EST on 2 November
     await _update(world, ref, status="out_for_delivery", message="With the courier tomorrow morning.")
     world.clock.advance(minutes=10)
     await worker.run_round()
-    assert len(_to_customer(twilio)) == 3, "no SMS at night"
+    assert len(_to_customer(twilio)) == 5, "no SMS at night"
     world.clock.set(dt.datetime(2026, 11, 3, 12, 59, tzinfo=UTC))  # 07:59 in New York
     await worker.run_round()
-    assert len(_to_customer(twilio)) == 3
+    assert len(_to_customer(twilio)) == 5
     world.clock.set(dt.datetime(2026, 11, 3, 13, 0, tzinfo=UTC))  # 08:00
     await worker.run_round()
-    assert len(_to_customer(twilio)) == 4
-    assert "courier" in _to_customer(twilio)[3]["body"]
+    assert len(_to_customer(twilio)) == 6
+    assert "courier" in _to_customer(twilio)[5]["body"]
     assert twilio.duplicates() == {}
 
 
