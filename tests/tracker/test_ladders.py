@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -213,3 +215,27 @@ async def test_the_admin_sets_a_partners_roster_and_ladder(world: World, rig: Ri
     world.clock.set(due + dt.timedelta(hours=1))
     await worker.run_round()
     assert (await rig.party(ref, "swiftvan"))["state"] == "escalated", "the new ladder escalates after an hour"
+
+
+async def test_the_console_form_sets_the_roster_and_refuses_a_bad_ladder(world: World, rig: Rig) -> None:
+    await rig.register_partner(id="swiftvan", name="SwiftVan", kind="courier", **CONTACTS)
+    login = await world.client.get("/console/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+    assert csrf is not None
+    assert (await world.client.post("/console/login", data={"token": ADMIN_TOKEN, "csrf": csrf.group(1),
+                                                            "next": ""})).status_code == 303
+    page = await world.client.get("/console/admin/partners")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    form = {"csrf": token, "ops_email": CONTACTS["ops_email"], "duty_phone": "+12125550177",
+            "ladder": json.dumps(LADDER)}
+    saved = await world.client.post("/console/admin/partners/swiftvan/contacts", data=form)
+    assert saved.status_code == 303, saved.text
+    partner = (await world.as_admin("GET", "/v1/partners/swiftvan")).json()
+    assert partner["duty_phone"] == "+12125550177" and partner["duty_email"] is None
+    assert [level["notify"] for level in partner["ladder"]["levels"]][2] == ["supervisors", "account_email"]
+    shown = (await world.client.get("/console/admin/partners")).text
+    assert "PT2H → duty_email, duty_phone" in shown
+    refused = await world.client.post("/console/admin/partners/swiftvan/contacts",
+                                      data={**form, "ladder": "{levels: oops"})
+    assert refused.status_code == 422
+    assert (await world.as_admin("GET", "/v1/partners/swiftvan")).json()["duty_phone"] == "+12125550177"

@@ -29,13 +29,13 @@ router = console_router()
 
 # How the league table sorts: best first; a partner without the figure comes last.
 LEAGUE_ORDER: dict[str, tuple[str, Callable[[complaints.Scorecard], tuple[Any, ...]]]] = {
-    "on_time": ("on-time rate", lambda c: (c.on_time_rate is None, -(c.on_time_rate or 0), c.escalated_episodes,
+    "on_time": ("on-time rate, best first", lambda c: (c.on_time_rate is None, -(c.on_time_rate or 0), c.escalated_episodes,
                                            c.late_episodes, c.partner)),
-    "promises": ("promises kept", lambda c: (c.next_update_promises.kept_rate is None,
+    "promises": ("promises kept, best first", lambda c: (c.next_update_promises.kept_rate is None,
                                              -(c.next_update_promises.kept_rate or 0), c.partner)),
-    "handoffs": ("fastest handoff acceptance", lambda c: (c.handoff_acceptance.p50 is None,
+    "handoffs": ("handoff acceptance, fastest first", lambda c: (c.handoff_acceptance.p50 is None,
                                                           c.handoff_acceptance.p50 or 0, c.partner)),
-    "custody": ("hours holding custody", lambda c: (-c.custody_hours, c.partner)),
+    "custody": ("hours holding custody, most first", lambda c: (-c.custody_hours, c.partner)),
 }
 
 
