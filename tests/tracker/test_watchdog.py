@@ -54,8 +54,11 @@ async def _story(world: World, rig: Rig, smtp: SMTPSink, lh_receiver: WebhookRec
     assert [r.payload["type"] for r in lh_receiver.received] == ["party.late", "party.escalated"]
     # The supervisors hear of the escalation, and so does the silent partner (with a fresh update link).
     assert smtp.messages[0]["To"] == "baggage-ops@lh.example"
-    escalation = {m["To"]: m for m in smtp.messages[1:]}  # sent side by side: either may arrive first
-    assert len(smtp.messages) == 3 and escalation.keys() == {SUPERVISORS, "baggage-ops@lh.example"}
+    # Sent side by side, in any order; the customer's honest note goes at once too (the first
+    # message to them in hours: leading-edge coalescing).
+    escalation = {m["To"]: m for m in smtp.messages[1:]}
+    assert len(smtp.messages) == 4
+    assert escalation.keys() == {SUPERVISORS, "baggage-ops@lh.example", "ada@example.com"}
     to_lh = escalation["baggage-ops@lh.example"]
     assert "escalated" in to_lh["Subject"] and "/p/" in to_lh.get_body(("plain",)).get_content()
 
