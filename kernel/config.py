@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
     twilio_api_base: str | None = None
+    twilio_whatsapp_from: str | None = Field(
+        default=None, description="WhatsApp sender through the same Twilio account, e.g. whatsapp:+14155238886.")
+    whatsapp_templates: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='Approved WhatsApp templates (ContentSid) per message kind and locale, as JSON: '
+                    '{"update": {"en": "HX...", "de": "HX..."}, "opened": {...}}. Variables: '
+                    '{"1": reference, "2": status in the customer\'s words, "3": status link}.')
 
     smtp_url: str | None = None
     email_from: str = "Baton <baton@localhost>"

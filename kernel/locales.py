@@ -46,7 +46,7 @@ from babel.messages.pofile import read_po
 from babel.support import Translations
 
 # Adding a language: kernel/translations/<locale>/LC_MESSAGES/baton.po and its tag here.
-SUPPORTED_LOCALES = ("en", "de", "fr", "es")
+SUPPORTED_LOCALES = ("en", "de", "fr", "es", "it", "nl", "pt", "pl")
 DEFAULT_LOCALE = "en"
 DOMAIN = "baton"
 CATALOGS = Path(__file__).resolve().parent / "translations"

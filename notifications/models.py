@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db import Base, BigID, JSONType, UTCDateTime
 
-CHANNELS = ("webhook", "email", "sms")
+CHANNELS = ("webhook", "email", "sms", "whatsapp")
 # pending -> sending -> sent -> delivered | failed;  suppressed (opted out, capped); logged (no provider
 # configured: rendered and kept, for the offline demo); dead (retries exhausted: dead-lettered).
 STATES = ("pending", "sending", "sent", "delivered", "failed", "suppressed", "logged", "dead")

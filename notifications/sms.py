@@ -5,6 +5,11 @@ client offers, its ``http_client``: every request URL on a ``*.twilio.com`` host
 the configured base before it is sent. Twilio's client is synchronous (``requests``), so sends
 run in a small thread pool of their own, each with a timeout (its default is to wait forever).
 
+WhatsApp goes through the same client from a ``whatsapp:+E164`` sender to ``whatsapp:+E164``
+recipients; a message the renderer gave an approved template (``payload["content_sid"]`` and
+``payload["content_variables"]``, JSON) is sent as ``ContentSid``/``ContentVariables`` instead of
+a ``Body``, as Twilio requires outside WhatsApp's 24-hour window (else error 63016).
+
 Errors: ``TwilioRestException`` 21610 (recipient unsubscribed, i.e. replied STOP) and 21211 (not
 a valid number) and other 4xx are permanent; 5xx, 429, timeouts and refused connections are
 transient and retried.
@@ -86,7 +91,13 @@ class TwilioTransport:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="twilio")
 
     def _send_blocking(self, message: Outgoing) -> str:
-        options: dict[str, Any] = {"to": message.recipient, "body": message.body_text or ""}
+        options: dict[str, Any] = {"to": message.recipient}
+        payload = message.payload or {}
+        if payload.get("content_sid"):
+            options["content_sid"] = payload["content_sid"]
+            options["content_variables"] = payload.get("content_variables") or "{}"
+        else:
+            options["body"] = message.body_text or ""
         if self._sender.startswith("MG"):
             options["messaging_service_sid"] = self._sender
         else:

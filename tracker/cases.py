@@ -47,6 +47,7 @@ def case_out(case: Case, parties: list[Party], *, principal: Principal, ctype: C
             channels=list(case.customer_channels or []),
             sms_opted_out=case.sms_opted_out,
             email_opted_out=case.email_opted_out,
+            whatsapp_opted_out=bool(case.whatsapp_opted_out),
         )
     return CaseOut(
         ref=case.ref,

@@ -10,13 +10,20 @@
    (quiet hours aside) and never merged into.
 3. The text is rendered when the dispatcher picks the row up, from the case as it is then (the
    latest state, holder and due time), in the customer's language and time zone.
-4. SMS waits out quiet hours in the customer's zone and a daily cap per case; a channel that
-   fails for good (invalid number, opted out) falls back to the other channel once.
+4. SMS and WhatsApp wait out quiet hours in the customer's zone and one daily cap per case that
+   counts both; a channel that fails for good (invalid number, opted out, WhatsApp's window
+   closed) falls back once along WhatsApp → SMS → email.
+5. WhatsApp (opt-in, to the customer's phone): inside 24 hours after the customer's last inbound
+   WhatsApp message the text goes as free text; outside it (the opening message included: it is
+   business-initiated) only as an approved template (``BATON_WHATSAPP_TEMPLATES``) with the
+   variables ``{"1": reference, "2": status label, "3": status link}``; with no template for the
+   kind (or "update") in the customer's locale chain, the message goes by SMS (then email) instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,10 +55,32 @@ URGENT_KINDS = frozenset({"out_for_delivery", "delivered"})
 URGENT_STATUSES = frozenset({"out_for_delivery"})
 
 
+# A channel that fails for good falls back along this order, each channel at most once per message.
+FALLBACKS = {"whatsapp": ("sms", "email"), "sms": ("email",), "email": ("sms",)}
+# Twilio's channels, which share quiet hours and the daily cap.
+PHONE_CHANNELS = ("sms", "whatsapp")
+WHATSAPP_WINDOW = dt.timedelta(hours=24)
+
+
 def _contact(case: Case, channel: str) -> str | None:
     if channel == "sms":
         return None if case.sms_opted_out else case.customer_phone
+    if channel == "whatsapp":
+        return None if case.whatsapp_opted_out else case.customer_phone
     return None if case.email_opted_out else case.customer_email
+
+
+def whatsapp_window_open(case: Case, now: dt.datetime) -> bool:
+    """Twilio allows free text on WhatsApp only within 24 hours after the customer's last message."""
+    wrote = case.whatsapp_inbound_at
+    return wrote is not None and now - wrote < WHATSAPP_WINDOW
+
+
+def whatsapp_template(settings: Settings, kind: str, locale: str) -> str | None:
+    """The approved template for ``kind`` (else "update") in ``locale`` (through its fallbacks to en)."""
+    templates = settings.whatsapp_templates
+    by_locale = templates.get(kind) or templates.get("update") or {}
+    return LOCALES.label(by_locale, locale, missing="") or None
 
 
 def sms_country_allowed(phone: str, settings: Settings) -> bool:
@@ -171,9 +200,16 @@ class CustomerRenderer:
         cases = {c.id: c for c in (await session.scalars(select(Case).where(Case.id.in_(case_ids)))).all()}
         holders = await self._holders(session, case_ids)
         prepared: dict[int, Prepared] = {}
+        # Phone messages this batch already lets go, per case: a case's SMS and WhatsApp rows come due
+        # together, and the cap counts only what was sent before the batch.
+        granted: dict[int, int] = {}
         for row in rows:
             case = cases.get(row.case_id or -1)
-            prepared[row.id] = await self._prepare(session, row, case, holders.get(row.case_id or -1), now)
+            result = await self._prepare(session, row, case, holders.get(row.case_id or -1), now,
+                                         granted.get(row.case_id or -1, 0))
+            if isinstance(result, Outgoing) and result.channel in PHONE_CHANNELS and row.case_id is not None:
+                granted[row.case_id] = granted.get(row.case_id, 0) + 1
+            prepared[row.id] = result
         return prepared
 
     async def _holders(self, session: AsyncSession, case_ids: set[int]) -> dict[int, tuple[str, Party]]:
@@ -195,7 +231,7 @@ class CustomerRenderer:
 
     async def _prepare(
         self, session: AsyncSession, row: Notification, case: Case | None, holder: tuple[str, Party] | None,
-        now: dt.datetime,
+        now: dt.datetime, granted: int = 0,
     ) -> Prepared:
         if case is None:
             return Suppress("the case no longer exists")
@@ -204,18 +240,20 @@ class CustomerRenderer:
             return Suppress(f"no {row.channel} contact, or the customer opted out")
         zone = ZoneInfo(case.customer_timezone)
         local = now.astimezone(zone)
-        if row.channel == "sms":
-            if not sms_country_allowed(recipient, self.settings):
-                return Suppress("SMS to this number's country is not enabled (BATON_SMS_COUNTRIES)")
+        if row.channel == "sms" and not sms_country_allowed(recipient, self.settings):
+            return Suppress("SMS to this number's country is not enabled (BATON_SMS_COUNTRIES)")
+        if row.channel in PHONE_CHANNELS:
             start, end = self.settings.quiet_window()
             if _in_quiet_hours(local, start, end):
                 return Defer(_next_local(local, end, zone), "quiet hours in the customer's time zone")
-            if await self._sent_today(session, case, local, zone) >= self.settings.sms_daily_cap:
+            if await self._sent_today(session, case, local, zone) + granted >= self.settings.sms_daily_cap:
                 return Defer(_next_local(local, end, zone), "daily SMS cap for this case reached")
         view = await self._view(session, row, case, holder, now)
         if row.channel == "sms":
             return Outgoing(id=row.id, channel="sms", kind=row.kind, recipient=recipient, message_id=row.message_id,
                             subject=None, body_text=render_sms(view), body_html=None, payload=None)
+        if row.channel == "whatsapp":
+            return await self._whatsapp(session, row, case, view, recipient, now)
         subject, text, html = render_email(view)
         domain = self.settings.email_from.rpartition("@")[2].rstrip(">") or "baton.local"
         unsubscribe = f"{self._base()}/s/{case.status_token}/unsubscribe"
@@ -228,11 +266,33 @@ class CustomerRenderer:
         return Outgoing(id=row.id, channel="email", kind=row.kind, recipient=recipient, message_id=row.message_id,
                         subject=subject, body_text=text, body_html=html, payload=None, headers=headers)
 
+    async def _whatsapp(
+        self, session: AsyncSession, row: Notification, case: Case, view: CustomerView, recipient: str,
+        now: dt.datetime,
+    ) -> Prepared:
+        """Free text inside the 24-hour window, else the approved template, else the message goes by SMS."""
+        address = f"whatsapp:{recipient}"
+        if whatsapp_window_open(case, now):
+            return Outgoing(id=row.id, channel="whatsapp", kind=row.kind, recipient=address,
+                            message_id=row.message_id, subject=None, body_text=render_sms(view), body_html=None,
+                            payload=None)
+        template = whatsapp_template(self.settings, view.kind, case.customer_locale)
+        if template is None:
+            # Never silence: the same triggers go as the next channel's message (dispatched in a later batch).
+            if await fall_back(session=session, case=case, row=row, now=now):
+                return Suppress("outside WhatsApp's 24-hour window and no template: sent by another channel")
+            return Suppress("outside WhatsApp's 24-hour window and no template; another channel carries it")
+        variables = json.dumps({"1": case.ref, "2": view.status_label, "3": view.status_url}, ensure_ascii=False)
+        return Outgoing(id=row.id, channel="whatsapp", kind=row.kind, recipient=address, message_id=row.message_id,
+                        subject=None, body_text=f"[WhatsApp template {template}] {variables}", body_html=None,
+                        payload={"content_sid": template, "content_variables": variables})
+
     async def _sent_today(self, session: AsyncSession, case: Case, local: dt.datetime, zone: ZoneInfo) -> int:
+        """SMS and WhatsApp messages sent to the case's customer since their local midnight (one cap for both)."""
         midnight = dt.datetime.combine(local.date(), dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
         return await session.scalar(
             select(func.count()).select_from(Notification).where(
-                Notification.case_id == case.id, Notification.channel == "sms",
+                Notification.case_id == case.id, Notification.channel.in_(PHONE_CHANNELS),
                 Notification.audience == "customer", Notification.sent_at >= midnight,
             )
         ) or 0
@@ -287,7 +347,7 @@ class CustomerRenderer:
 
 
 async def on_permanent_failure(session: AsyncSession, row: Notification, error: TransportError, now: dt.datetime) -> None:
-    """A customer channel failed for good: honour an opt-out, and fall back to the other channel once."""
+    """A customer channel failed for good: honour an opt-out, and fall back (WhatsApp → SMS → email) once."""
     if row.audience != "customer" or row.case_id is None:
         return
     case = await session.get(Case, row.case_id)
@@ -295,11 +355,25 @@ async def on_permanent_failure(session: AsyncSession, row: Notification, error: 
         return
     if row.channel == "sms" and error.code == 21610:
         case.sms_opted_out = True
-    other = "email" if row.channel == "sms" else "sms"
-    recipient = _contact(case, other)
-    if recipient is None or other in (case.customer_channels or []):
-        return  # the other channel already carries every message, or there is none
-    await enqueue(
-        session=session, channel=other, audience="customer", kind=row.kind, recipient=recipient, now=now,
-        case_id=case.id, payload={**(row.payload or {}), "fallback_for": row.id}, dedupe_key=f"fallback:{row.id}",
-    )
+    if row.channel == "whatsapp" and error.code == 21610:
+        case.whatsapp_opted_out = True
+    await fall_back(session=session, case=case, row=row, now=now)
+
+
+async def fall_back(*, session: AsyncSession, case: Case, row: Notification, now: dt.datetime) -> bool:
+    """Queue ``row``'s message on the next channel that can carry it; False when none (or one already does)."""
+    tried = {row.channel, *(row.payload or {}).get("fallback_tried", [])}
+    for other in FALLBACKS.get(row.channel, ()):
+        if other in tried:
+            continue  # each fallback once: an SMS that stood in for WhatsApp never goes back to it
+        recipient = _contact(case, other)
+        if recipient is None:
+            continue
+        if other in (case.customer_channels or []):
+            return False  # that channel already carries every message
+        return await enqueue(
+            session=session, channel=other, audience="customer", kind=row.kind, recipient=recipient, now=now,
+            case_id=case.id, payload={**(row.payload or {}), "fallback_for": row.id, "fallback_tried": sorted(tried)},
+            dedupe_key=f"fallback:{row.id}",
+        )
+    return False

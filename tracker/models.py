@@ -43,6 +43,9 @@ class Case(Base):
     customer_channels: Mapped[list[str]] = mapped_column(JSONType, default=list)
     sms_opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     email_opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    # STOP over WhatsApp stops WhatsApp only; the last inbound WhatsApp message opens Twilio's 24-hour window.
+    whatsapp_opted_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    whatsapp_inbound_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     # Split token: the locator finds the row, the whole token is compared in constant time.
     status_token: Mapped[str] = mapped_column(String(64))

@@ -24,8 +24,9 @@ class CustomerIn(BaseModel):
     email: str | None = None
     locale: str = Field(default="en", max_length=10, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
     timezone: str = "UTC"
-    channels: list[Literal["sms", "email"]] | None = Field(
-        default=None, description="Preferred channels; default: every channel with contact data."
+    channels: list[Literal["sms", "email", "whatsapp"]] | None = Field(
+        default=None, description="Preferred channels; default: every channel with contact data (SMS and email). "
+        "WhatsApp is opt-in: name it here, to the same phone number."
     )
 
     @field_validator("phone")
@@ -120,6 +121,7 @@ class CustomerOut(BaseModel):
     channels: list[str]
     sms_opted_out: bool
     email_opted_out: bool
+    whatsapp_opted_out: bool = False
 
 
 class CaseOut(BaseModel):

@@ -8,6 +8,10 @@
    open case, or lists the references when there are several.
 4. Any other text becomes a customer message on the sender's only open case, and reaches the
    owner partner by webhook.
+5. WhatsApp arrives on the same webhook (``From: whatsapp:+E164``) and gets the same answers, sent
+   back over WhatsApp by Twilio (the reply is inside the 24-hour window the message opened). It
+   records the time of the message on the number's cases (the window for later updates), and its
+   STOP and START apply to WhatsApp only.
 
 Twilio retries a webhook it got no answer to, and a captured signed webhook can be posted again:
 each ``MessageSid`` is claimed in ``inbound_messages`` in the transaction that acts on it, so a
@@ -21,7 +25,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,8 +43,8 @@ from kernel.validation import phone_number
 INBOUND_RETENTION = dt.timedelta(days=30)
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPP", "ARRET", "ARRÊT", "BAJA"}
 START_WORDS = {"START", "UNSTOP", "YES"}
-HELP_WORDS = {"HELP", "INFO", "HILFE", "AIDE", "AYUDA"}
-STATUS_WORDS = {"STATUS", "STAND", "STATUT", "ESTADO", "?"}
+HELP_WORDS = {"HELP", "INFO", "HILFE", "AIDE", "AYUDA", "AIUTO", "HULP", "AJUDA", "POMOC"}
+STATUS_WORDS = {"STATUS", "STAND", "STATUT", "ESTADO", "STATO", "?"}
 # A reference with a space for its dash ("bag 7kq3x9t"), which find_refs_in_text does not read.
 _SPACED_REF = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{2,5}\s+[0-9A-Za-z]{7}(?![0-9A-Za-z])")
 
@@ -50,6 +54,8 @@ UNKNOWN = N_("Baton: we have no open case for this number. Please use the link i
              "company that opened your case.")
 STOPPED = N_("Baton: you will no longer get text messages from us. Reply START to get them again.")
 STARTED = N_("Baton: text messages are on again. Reply STOP to stop them.")
+WHATSAPP_STOPPED = N_("Baton: you will no longer get WhatsApp messages from us. Reply START to get them again.")
+WHATSAPP_STARTED = N_("Baton: WhatsApp messages are on again. Reply STOP to stop them.")
 HELP = N_("Baton: reply STATUS for the state of your case, or the case reference (e.g. BAG-7KQ3X9T). Any other "
           "text is passed to the team handling your case. STOP to stop texts.")
 TYPO = N_("Baton: {ref} does not look like a valid reference; please check it.")
@@ -92,9 +98,10 @@ async def purge_inbound_messages(*, session: AsyncSession, now: dt.datetime) -> 
 async def handle_inbound_sms(
     *, session: AsyncSession, sender: str, text: str, now: dt.datetime, base_url: str
 ) -> str:
-    """Answer one inbound SMS; the caller commits and replies with the returned text."""
+    """Answer one inbound SMS or WhatsApp message; the caller commits and replies with the returned text."""
+    channel = "whatsapp" if sender.startswith("whatsapp:") else "sms"
     try:
-        number = phone_number(sender)
+        number = phone_number(sender.removeprefix("whatsapp:"))
     except ValueError:
         return _say("en", UNKNOWN)
     words = text.strip().split()
@@ -108,13 +115,15 @@ async def handle_inbound_sms(
         ).all()
     )
     locale = cases[0].customer_locale if cases else "en"
+    if channel == "whatsapp":
+        await _whatsapp_wrote(session, number, now)
 
     if keyword in STOP_WORDS and len(words) <= 2:
-        await _set_opt_out(session, number, True, now)
-        return _say(locale, STOPPED)
+        await _set_opt_out(session, number, True, now, channel)
+        return _say(locale, WHATSAPP_STOPPED if channel == "whatsapp" else STOPPED)
     if keyword in START_WORDS and len(words) <= 2:
-        await _set_opt_out(session, number, False, now)
-        return _say(locale, STARTED)
+        await _set_opt_out(session, number, False, now, channel)
+        return _say(locale, WHATSAPP_STARTED if channel == "whatsapp" else STARTED)
     if keyword in HELP_WORDS and len(words) <= 2:
         return _say(locale, HELP)
     if not cases:
@@ -135,7 +144,7 @@ async def handle_inbound_sms(
             # "BAG-7KQ3X9T: the tag is 0016..." loses its leading reference; a reference inside a
             # sentence stays, or "Where is BAG-7KQ3X9T?" would reach the owner as "Where is ?".
             leading = text.strip().startswith(first.text)
-            return await _pass_on(session, chosen, rest if leading else text.strip(), now, base_url)
+            return await _pass_on(session, chosen, rest if leading else text.strip(), now, base_url, channel)
         return await _status_reply(session, chosen, now, base_url)
 
     if keyword in STATUS_WORDS or not words:
@@ -144,16 +153,18 @@ async def handle_inbound_sms(
         return await _status_reply(session, cases[0], now, base_url)
     if len(cases) > 1:
         return _say(locale, CHOOSE_MESSAGE, refs=refs)
-    return await _pass_on(session, cases[0], text, now, base_url)
+    return await _pass_on(session, cases[0], text, now, base_url, channel)
 
 
-async def _pass_on(session: AsyncSession, case: Case, text: str, now: dt.datetime, base_url: str) -> str:
+async def _pass_on(
+    session: AsyncSession, case: Case, text: str, now: dt.datetime, base_url: str, channel: str = "sms"
+) -> str:
     """Free text is a message to the case's owner; the reply confirms it and gives the status and link.
 
     "Where is BAG-7KQ3X9T?" is a question no keyword catches: the status in the same reply
     answers it, and the message still reaches the owner partner.
     """
-    await post_customer_message(session=session, case=case, text=text, now=now, via="sms")
+    await post_customer_message(session=session, case=case, text=text, now=now, via=channel)
     passed = _say(case.customer_locale, PASSED_ON, ref=case.ref)
     return f"{passed}\n\n{await _status_reply(session, case, now, base_url)}"
 
@@ -189,12 +200,23 @@ async def _status_reply(session: AsyncSession, case: Case, now: dt.datetime, bas
     )
 
 
-async def _set_opt_out(session: AsyncSession, number: str, opted_out: bool, now: dt.datetime) -> None:
-    """STOP and START apply to every case of the number, open or closed."""
+async def _whatsapp_wrote(session: AsyncSession, number: str, now: dt.datetime) -> None:
+    """The number wrote over WhatsApp: Twilio's 24-hour window for free text opens on all its cases."""
+    await session.execute(
+        update(Case).where(Case.customer_phone == number).values(whatsapp_inbound_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+async def _set_opt_out(session: AsyncSession, number: str, opted_out: bool, now: dt.datetime,
+                       channel: str = "sms") -> None:
+    """STOP and START apply to every case of the number, open or closed, on the channel they came by."""
+    flag = "whatsapp_opted_out" if channel == "whatsapp" else "sms_opted_out"
     cases = (await session.scalars(select(Case).where(Case.customer_phone == number).with_for_update())).all()
     for case in cases:
-        if case.sms_opted_out != opted_out:
-            case.sms_opted_out = opted_out
-            append_event(session=session, case=case, type="customer.sms_opt_out" if opted_out else "customer.sms_opt_in",
-                         actor="customer", visibility="internal", body={"channel": "sms", "via": "sms"}, now=now)
+        if getattr(case, flag) != opted_out:
+            setattr(case, flag, opted_out)
+            append_event(session=session, case=case,
+                         type=f"customer.{channel}_opt_out" if opted_out else f"customer.{channel}_opt_in",
+                         actor="customer", visibility="internal", body={"channel": channel, "via": channel}, now=now)
     await session.flush()

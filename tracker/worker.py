@@ -52,6 +52,15 @@ def build_transports(settings: Settings) -> dict[str, Transport]:
             status_callback=f"{settings.callback_base_url()}/hooks/twilio/status",
             api_base=settings.twilio_api_base,
         )
+    if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_whatsapp_from:
+        sender = settings.twilio_whatsapp_from
+        transports["whatsapp"] = TwilioTransport(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            sender=sender if sender.startswith(("whatsapp:", "MG")) else f"whatsapp:{sender}",
+            status_callback=f"{settings.callback_base_url()}/hooks/twilio/status",
+            api_base=settings.twilio_api_base,
+        )
     return transports
 
 

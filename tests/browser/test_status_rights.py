@@ -15,12 +15,14 @@ from tests.browser.test_status_page import axe_violations, describe
 from tests.tracker.test_evidence import photo_with_gps
 
 TITLES = {"en": "Your rights and deadlines", "de": "Ihre Rechte und Fristen", "fr": "Vos droits et délais",
-          "es": "Sus derechos y plazos"}
-ZONES = {"en": "America/New_York", "de": "Europe/Berlin", "fr": "Europe/Paris", "es": "Europe/Madrid"}
+          "es": "Sus derechos y plazos", "it": "I suoi diritti e le scadenze", "nl": "Uw rechten en termijnen",
+          "pt": "Os seus direitos e prazos", "pl": "Państwa prawa i terminy"}
+ZONES = {"en": "America/New_York", "de": "Europe/Berlin", "fr": "Europe/Paris", "es": "Europe/Madrid",
+         "it": "Europe/Rome", "nl": "Europe/Amsterdam", "pt": "Europe/Lisbon", "pl": "Europe/Warsaw"}
 
 
 def test_every_supported_locale_has_a_title() -> None:
-    assert set(TITLES) == set(LOCALES.supported)
+    assert set(TITLES) == set(LOCALES.supported) == set(ZONES)
 
 
 @pytest.mark.parametrize("locale", sorted(LOCALES.supported))

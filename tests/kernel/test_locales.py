@@ -117,7 +117,8 @@ def test_a_tag_falls_back_through_its_region_to_its_language_then_english(tag: s
 
 
 @pytest.mark.parametrize(("tag", "locale"),
-                         [("de-AT", "de"), ("FR-ca", "fr"), ("es", "es"), ("ja", "en"), (None, "en")])
+                         [("de-AT", "de"), ("FR-ca", "fr"), ("es", "es"), ("pt-BR", "pt"), ("nl-BE", "nl"),
+                          ("ja", "en"), (None, "en")])
 def test_resolve_gives_the_supported_locale_serving_a_tag(tag: str | None, locale: str) -> None:
     assert LOCALES.resolve(tag) == locale
 

@@ -75,7 +75,7 @@ def test_a_regional_german_locale_gets_german(locale: str) -> None:
     assert "Gepäckstück" in render_sms(view(locale=locale, timezone="Europe/Vienna"))
 
 
-@pytest.mark.parametrize("locale", ["xx", "zh-CN", "", "pt-BR"])
+@pytest.mark.parametrize("locale", ["xx", "zh-CN", "", "sv-SE"])
 def test_an_unknown_locale_falls_back_to_english(locale: str) -> None:
     unknown = view(locale=locale, timezone="Europe/Berlin")
     assert render_sms(unknown).startswith("Baton BAG-7KQ3X9T: News about your bag: Located. Held by Lufthansa.")
@@ -94,6 +94,10 @@ def test_an_unknown_locale_falls_back_to_english(locale: str) -> None:
         ("en-GB", "Europe/London", "Next update due on Tue 3 Nov at 13:00."),
         ("fr", "Europe/Paris", "Prochaine mise à jour au plus tard le mar. 3 nov. à 14:00."),
         ("es", "Europe/Madrid", "Proxima actualizacion a mas tardar el mar, 3 nov a las 14:00."),
+        ("it", "Europe/Rome", "Prossimo aggiornamento previsto il mar 3 nov alle 14:00."),
+        ("nl", "Europe/Amsterdam", "Volgende update uiterlijk op di 3 nov om 14:00."),
+        ("pt", "Europe/Lisbon", "Proxima atualizacao até ter., 3 de nov., às 13:00."),
+        ("pl", "Europe/Warsaw", "Nastepna aktualizacja najpozniej: wt., 3 lis, godz. 14:00."),
     ],
 )
 def test_times_follow_the_customers_zone_and_locale_conventions(locale: str, zone: str, expected: str) -> None:

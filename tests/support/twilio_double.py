@@ -58,6 +58,21 @@ Trouble on demand: ``fail_with(...)`` until ``recover()``; ``fail_next(n, ...)``
 STOP; ``hang(seconds)`` answers late (the message still counts as sent, as with a slow real
 provider: this is how a retry after a timeout sends an SMS twice, see ``duplicates()``);
 ``stop()`` closes the port (connection refused) until ``start()`` opens it again.
+
+WhatsApp
+--------
+The same endpoint takes WhatsApp messages: ``To``/``From`` as ``whatsapp:+E164`` (both or
+neither, else 21910), and either a ``Body`` (free text) or a ``ContentSid`` with
+``ContentVariables`` (an approved template; kept as ``content_sid``/``content_variables``).
+Twilio's 24-hour rule is enforced: free text to a number that has not written in the last 24
+hours is refused with 63016 (HTTP 400, Twilio's error shape), a template is always accepted.
+"Has written" is what ``customer_wrote(number, at=...)`` says, and what ``inbound_sms`` with a
+``whatsapp:`` sender records; "now" is ``clock()`` (give the test's injected clock's ``now`` so
+the double and the code under test agree on the time)::
+
+    with TwilioDouble(clock=world.clock.now) as twilio:
+        settings = Settings(**twilio.settings(), **twilio.whatsapp_settings())
+        twilio.customer_wrote("+4915112345678")  # or: params, headers = twilio.inbound_sms(url, "whatsapp:+49...", "STATUS")
 """
 
 from __future__ import annotations
@@ -72,6 +87,7 @@ import secrets
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self, TypedDict
 from urllib.parse import parse_qs, urlsplit
@@ -115,11 +131,16 @@ _ERRORS: dict[int, tuple[int, str]] = {
     21604: (400, "A 'To' phone number is required."),
     21610: (400, "Attempt to send to unsubscribed recipient"),
     21617: (400, "The concatenated message body exceeds the 1600 character limit."),
+    21910: (400, "Invalid From and To pair. From and To should be of the same channel"),
+    63016: (400, "Failed to send freeform message because you are outside the allowed window. If you are using "
+                 "WhatsApp, please use a Message Template."),
 }
 # The code Twilio uses for a bare HTTP status, when a failure is asked for by status only.
 _CODE_FOR_STATUS = {401: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20503}
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+WHATSAPP = "whatsapp:"
+WHATSAPP_WINDOW = dt.timedelta(hours=24)
 _MESSAGES_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Messages\.json$")
 
 
@@ -134,6 +155,8 @@ SentMessage = TypedDict(
         "from": str | None,
         "messaging_service_sid": str | None,
         "body": str,
+        "content_sid": str | None,
+        "content_variables": str | None,
         "status_callback": str | None,
         "status": str,
         "num_segments": int,
@@ -262,11 +285,14 @@ class TwilioDouble:
         auth_token: str | None = None,
         phone_number: str = "+15005550006",
         callback_transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         """Credentials are random unless given; ``phone_number`` is the account's own number
         (Twilio's magic test "From"), used as sender for Messaging Service sends and as the
         default recipient of ``inbound_sms``. ``callback_transport`` is where ``deliver`` sends
-        status callbacks (e.g. ``httpx.WSGITransport``); by default over a real socket."""
+        status callbacks (e.g. ``httpx.WSGITransport``); by default over a real socket.
+        ``clock`` is "now" for WhatsApp's 24-hour window (default: the wall clock); it may be
+        replaced later (``twilio.clock = world.clock.now``)."""
         self.host = "127.0.0.1"
         self.port = free_port()
         self.account_sid = account_sid or f"AC{secrets.token_hex(16)}"
@@ -282,6 +308,8 @@ class TwilioDouble:
         self._failures_next: list[_Failure] = []
         self._hang: tuple[float, threading.Event] | None = None
         self._opted_out: set[str] = set()
+        self.clock: Callable[[], dt.datetime] = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._whatsapp_wrote: dict[str, dt.datetime] = {}
 
     @property
     def url(self) -> str:
@@ -292,6 +320,16 @@ class TwilioDouble:
         """The four ``BATON_TWILIO_*`` settings that point Baton's real client at this double."""
         return {"twilio_account_sid": self.account_sid, "twilio_auth_token": self.auth_token,
                 "twilio_from": self.phone_number, "twilio_api_base": self.url}
+
+    def whatsapp_settings(self) -> dict[str, str]:
+        """``BATON_TWILIO_WHATSAPP_FROM``: the account's number as a WhatsApp sender."""
+        return {"twilio_whatsapp_from": f"{WHATSAPP}{self.phone_number}"}
+
+    def customer_wrote(self, number: str, at: dt.datetime | None = None) -> None:
+        """``number`` (``+E164`` or ``whatsapp:+E164``) sent a WhatsApp message at ``at`` (default
+        ``clock()``): free text to it is allowed for 24 hours from then."""
+        with self._changed:
+            self._whatsapp_wrote[number.removeprefix(WHATSAPP)] = at or self.clock()
 
     @property
     def messages_url(self) -> str:
@@ -507,8 +545,13 @@ class TwilioDouble:
         self, url: str, from_: str, body: str, to: str | None = None
     ) -> tuple[dict[str, str], dict[str, str]]:
         """The form fields and headers Twilio POSTs to ``url`` when ``from_`` texts ``body`` to
-        ``to`` (default: the account's ``phone_number``), signed with the auth token."""
+        ``to`` (default: the account's ``phone_number``), signed with the auth token. A
+        ``whatsapp:`` sender writes over WhatsApp: to the account's WhatsApp address, and its
+        24-hour window opens (``customer_wrote``)."""
         sid = f"SM{secrets.token_hex(16)}"
+        if from_.startswith(WHATSAPP):
+            to = to or f"{WHATSAPP}{self.phone_number}"
+            self.customer_wrote(from_)
         params = {
             "AccountSid": self.account_sid,
             "ApiVersion": API_VERSION,
@@ -587,14 +630,22 @@ class TwilioDouble:
             return _Failure.of(None, 21604, None)
         if not form.get("From") and not form.get("MessagingServiceSid"):
             return _Failure.of(None, 21603, None)
-        if not form.get("Body") and not form.get("MediaUrl"):
+        if not form.get("Body") and not form.get("MediaUrl") and not form.get("ContentSid"):
             return _Failure.of(None, 21602, None)
         if len(form.get("Body", "")) > 1600:
             return _Failure.of(None, 21617, None)
-        if not _E164.match(to):
+        whatsapp = to.startswith(WHATSAPP)
+        if not _E164.match(to.removeprefix(WHATSAPP)):
             return _Failure.of(None, 21211, None)
+        sender = form.get("From", "")
+        if sender and sender.startswith(WHATSAPP) != whatsapp:
+            return _Failure.of(None, 21910, None)
         if to in self._opted_out:
             return _Failure.of(None, 21610, None)
+        if whatsapp and not form.get("ContentSid"):
+            wrote = self._whatsapp_wrote.get(to.removeprefix(WHATSAPP))
+            if wrote is None or self.clock() - wrote >= WHATSAPP_WINDOW:
+                return _Failure.of(None, 63016, None)
         return None
 
     def _accept(self, form: dict[str, str]) -> SentMessage:
@@ -608,6 +659,8 @@ class TwilioDouble:
             "from": sender,
             "messaging_service_sid": service,
             "body": body,
+            "content_sid": form.get("ContentSid") or None,
+            "content_variables": form.get("ContentVariables") or None,
             "status_callback": form.get("StatusCallback") or None,
             # Without a From, Twilio first "accepts" and picks a sender from the service's pool.
             "status": "queued" if sender else "accepted",

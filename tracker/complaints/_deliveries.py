@@ -81,7 +81,7 @@ def _without_links(text: str | None) -> str | None:
 
 def _mask(recipient: str, channel: str) -> str:
     """Phone numbers are shown with only their last digits: enough to recognise, not to misuse."""
-    if channel == "sms" and len(recipient) > 4:
+    if channel in ("sms", "whatsapp") and len(recipient) > 4:
         return "•" * (len(recipient) - 4) + recipient[-4:]
     return recipient
 

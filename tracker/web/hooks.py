@@ -1,4 +1,4 @@
-"""Webhooks from Twilio: delivery status callbacks and inbound SMS (status by text message)."""
+"""Webhooks from Twilio: delivery status callbacks and inbound SMS and WhatsApp (status by message)."""
 
 from __future__ import annotations
 
@@ -48,15 +48,16 @@ async def twilio_form(request: Request) -> dict[str, str]:
 async def twilio_status_callback(
     request: Request, params: dict[str, str] = Depends(twilio_form), session: AsyncSession = Depends(db_session)
 ) -> Response:
-    """Twilio reports what became of an SMS: delivered, or failed (with its error code)."""
+    """Twilio reports what became of an SMS or WhatsApp message: delivered, or failed (with its error code)."""
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     now = runtime(request).clock.now()
-    row = await session.scalar(select(Notification).where(Notification.provider_id == sid, Notification.channel == "sms"))
+    row = await session.scalar(select(Notification).where(Notification.provider_id == sid,
+                                                     Notification.channel.in_(("sms", "whatsapp"))))
     if row is None:
         log.info("status callback for an unknown message")
         return Response(status_code=204)
-    if status == "delivered" and row.state in ("sent", "sending"):
+    if status in ("delivered", "read") and row.state in ("sent", "sending"):  # WhatsApp may report "read" first
         await session.execute(
             update(Notification).where(Notification.id == row.id)
             .values(state="delivered", delivered_at=now, updated_at=now).execution_options(synchronize_session=False)
@@ -80,7 +81,8 @@ async def twilio_status_callback(
 async def twilio_inbound_sms(
     request: Request, params: dict[str, str] = Depends(twilio_form), session: AsyncSession = Depends(db_session)
 ) -> Response:
-    """A customer texted Baton's number: answer with TwiML (status, references, or "passed on")."""
+    """A customer texted Baton's number (SMS, or WhatsApp: ``From: whatsapp:+E164``): answer with TwiML,
+    which Twilio sends back on the channel the message came by (status, references, or "passed on")."""
     rt = runtime(request)
     sender = params.get("From", "")
     limit, at = rt.limits.inbound_sms, rt.limits.now()
