@@ -76,7 +76,21 @@ class LadderIn(BaseModel):
 SlotWindow = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")]
 
 
-class PartnerIn(BaseModel):
+class _Contacts(BaseModel):
+    """The contact roster's checks, shared by registering a partner and changing its contacts."""
+
+    @field_validator("ops_email", "duty_email", "account_email", check_fields=False)
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return email_address(value) if value else value
+
+    @field_validator("ops_phone", "duty_phone", check_fields=False)
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return phone_number(value) if value else value
+
+
+class PartnerIn(_Contacts):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(description="Slug such as lh, ua, swissport-fra.", examples=["lh"])
     name: str = Field(min_length=1, max_length=200)
@@ -116,16 +130,6 @@ class PartnerIn(BaseModel):
             raise ValueError("a partner id is a lower-case slug: letters, digits and dashes, up to 63")
         return value
 
-    @field_validator("ops_email", "duty_email", "account_email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return email_address(value) if value else value
-
-    @field_validator("ops_phone", "duty_phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return phone_number(value) if value else value
-
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -144,7 +148,7 @@ def webhook_secret(value: str) -> str:
     return value
 
 
-class PartnerPatch(BaseModel):
+class PartnerPatch(_Contacts):
     """The partner's contact roster and escalation ladder; only the fields sent change (null clears)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -155,16 +159,6 @@ class PartnerPatch(BaseModel):
     duty_phone: str | None = None
     account_email: str | None = None
     ladder: LadderIn | None = None
-
-    @field_validator("ops_email", "duty_email", "account_email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return email_address(value) if value else value
-
-    @field_validator("ops_phone", "duty_phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return phone_number(value) if value else value
 
     @model_validator(mode="after")
     def _named(self) -> PartnerPatch:
