@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -17,11 +17,12 @@ from partners.signatures import KeyCache
 from kernel.caches import Caches
 from kernel.clock import Clock
 from kernel.config import Settings
-from kernel.errors import Unauthorized
+from kernel.errors import NotFound, Unauthorized
 from kernel.rendering import render_json
 from kernel.storage import BlobStore, open_store
 from tracker.admission import Admission, Verified, admit_partner, keep_nonce, spend
 from tracker.groupcommit import GroupCommit
+from tracker.web.proxies import client_address
 from tracker.idempotency import IdempotencyGuard, request_digest
 from tracker.principals import authenticate_staff
 from tracker.ratelimit import RateLimits
@@ -176,3 +177,20 @@ async def _staff(request: Request, session: AsyncSession, rt: Runtime) -> Admiss
         raise unauthenticated()
     principal = await authenticate_staff(session=session, token=token.strip(), admin_token=rt.settings.admin_token)
     return Admission(principal=principal)
+
+
+@contextlib.contextmanager
+def unknown_links_counted(request: Request, *, what: str = "links") -> Iterator[None]:
+    """A lookup by a link's token (status, one-tap, invitation): the NotFound it raises counts against
+    the client's address (``limits.bad_tokens``, shared by every kind of link), and past the limit the
+    address gets 429 instead. A live link is never refused by that count: behind a NAT one address
+    is many people, and a guesser there must not lock them out.
+    """
+    rt = runtime(request)
+    try:
+        yield
+    except NotFound:
+        address, now = client_address(request), rt.limits.now()
+        rt.limits.bad_tokens.check(address, now, detail=f"Too many unknown {what} from your address.")
+        rt.limits.bad_tokens.hit(address, now)
+        raise

@@ -17,16 +17,18 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.errors import BatonError, NotFound, TooManyRequests, Unprocessable
+from kernel.errors import BatonError, TooManyRequests, Unprocessable
 from tracker import membership, party_links, updates
 from tracker.party_links import Opened
 from tracker.parties import PartyState
+from kernel.locales import LOCALES, STATUS_PAGE
 from tracker.schemas import AcceptIn, EventIn
-from tracker.web.deps import db_session, runtime
-from tracker.web.proxies import client_address
+from tracker.web.deps import db_session, runtime, unknown_links_counted
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals["PartyState"] = PartyState
+# The page is in English (partners' staff read the console's language); it shares the status page's frame.
+templates.env.globals["t"] = LOCALES.words("en", "UTC", context=STATUS_PAGE)
 router = APIRouter(tags=["partners"])
 
 
@@ -34,13 +36,8 @@ async def _open(request: Request, session: AsyncSession, token: str, *, posting:
     """The link under the limits: unknown tokens count against the address, posts against the link."""
     rt = runtime(request)
     limits, now = rt.limits, rt.limits.now()
-    address = client_address(request)
-    try:
+    with unknown_links_counted(request):
         opened = await party_links.open_link(session=session, token=token, now=rt.clock.now(), for_update=posting)
-    except NotFound:
-        limits.bad_tokens.check(address, now, detail="Too many unknown links from your address.")
-        limits.bad_tokens.hit(address, now)
-        raise
     if posting:
         key = str(opened.link.id)
         limits.link_posts.check(key, now, detail="This link has posted many times in the last hour; wait a little.")

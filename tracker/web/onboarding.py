@@ -45,8 +45,8 @@ from tracker.onboarding import (
 )
 from tracker.principals import Principal
 from tracker.web.api import IDEMPOTENCY, PROBLEMS
-from tracker.web.deps import Ctx, Runtime, base_url, caller, db_session, open_session, runtime
-from tracker.web.proxies import client_address
+from tracker.web.deps import (Ctx, Runtime, base_url, caller, db_session, open_session, runtime,
+                              unknown_links_counted)
 
 templates = Jinja2Templates(directory=str(FilePath(__file__).parent / "templates"))
 templates.env.globals["InvitationState"] = InvitationState
@@ -66,19 +66,14 @@ class Lookup:
     """Find the invitation a link opens, counting the links that open none against the client's address."""
 
     def __init__(self, request: Request, session: AsyncSession) -> None:
+        self.request = request
         self.session = session
         self.rt: Runtime = runtime(request)
-        self.address = client_address(request)
 
     async def invitation(self, token: str, *, for_update: bool = False) -> PartnerInvitation:
-        limits, now = self.rt.limits, self.rt.limits.now()
-        try:
+        with unknown_links_counted(self.request):
             return await onboarding.find_invitation(session=self.session, token=token, now=self.rt.clock.now(),
                                                     for_update=for_update)
-        except NotFound:
-            limits.bad_tokens.check(self.address, now, detail="Too many unknown links from your address.")
-            limits.bad_tokens.hit(self.address, now)
-            raise
 
 
 async def joining(request: Request, token: str, session: AsyncSession = Depends(db_session)) -> Ctx:

@@ -34,7 +34,7 @@ from tracker.models import Case
 from tracker.parties import PartyState
 from tracker.schemas import Problem
 from tracker.status import StatusOut
-from tracker.web.deps import Runtime, db_session, open_session, runtime
+from tracker.web.deps import Runtime, db_session, open_session, runtime, unknown_links_counted
 from tracker.web.proxies import client_address
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -53,12 +53,8 @@ class Lookup:
 
     async def case(self, token: str, *, for_update: bool = False) -> Case:
         limits, now = self.rt.limits, self.rt.limits.now()
-        try:
+        with unknown_links_counted(self.request, what="status links"):
             case = await customer_side.case_for_token(session=self.session, token=token, for_update=for_update)
-        except NotFound:
-            limits.bad_tokens.check(self.address, now, detail="Too many unknown status links from your address.")
-            limits.bad_tokens.hit(self.address, now)
-            raise
         polled = f"{self.address} {case.id}"
         limits.status_lookups.check(polled, now, detail="Too many status requests from your address.")
         limits.status_lookups.hit(polled, now)
