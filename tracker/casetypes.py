@@ -382,7 +382,7 @@ class CaseTypeDef:
     liability_cap: dict[str, Any] | None = None
     claim_answer_within: dt.timedelta | None = None
     claim_escalate_after: dt.timedelta | None = None
-    ladder: dict[str, Any] | None = None  # the escalation ladder its parties climb (tracker.ladders)
+    ladder: Ladder | None = None  # the escalation ladder its parties climb (tracker.ladders), parsed once
 
     @classmethod
     def parse(cls, *, code: str, prefix: str, name: str, definition: dict[str, Any]) -> CaseTypeDef:
@@ -406,7 +406,7 @@ class CaseTypeDef:
             if definition.get("claim_answer_within") else None,
             claim_escalate_after=parse_duration(definition["claim_escalate_after"])
             if definition.get("claim_escalate_after") else None,
-            ladder=Ladder.parse(definition["ladder"]).to_json() if definition.get("ladder") else None,
+            ladder=Ladder.parse(definition["ladder"]) if definition.get("ladder") else None,
         )
 
     def label(self, status: str, locale: str | None) -> str:

@@ -12,7 +12,7 @@ partner's calendar, as every due time), telling the recipients it names:
 The first level that names ``supervisors`` escalates the party (or the level marked
 ``"escalates": true``): it heads the queue and the customer is told we are chasing it. Levels
 after it keep chasing. Where the ladder comes from, first found: the partner's own ``ladder``,
-the case type's ``ladder``, else the built-in one, which is Baton's original two steps: its ops
+the case type's ``ladder``, else ``built_in``, which is Baton's original two steps: its ops
 desk when late, and the complaint department (and the desk again) one threshold later (the
 partner's ``escalate_after``, the case type's, else one cadence).
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 from kernel.calendars import add_business_time
-from kernel.durations import format_duration, parse_delay
+from kernel.durations import parse_delay
 from partners.schemas import LadderRecipient
 
 NOTIFY: tuple[str, ...] = get_args(LadderRecipient)
@@ -72,9 +72,10 @@ class Ladder:
             levels[first] = Level(levels[first].after, levels[first].notify, escalates=True)
         return cls(levels=tuple(levels))
 
-    def to_json(self) -> dict[str, Any]:
-        return {"levels": [{"after": format_duration(level.after), "notify": list(level.notify), "escalates": level.escalates}
-                           for level in self.levels]}
+    def escalates_at(self, *, since: dt.datetime, calendar: Any) -> dt.datetime | None:
+        """When the escalating level fires, counted from ``since``."""
+        index = next((i for i, level in enumerate(self.levels) if level.escalates), None)
+        return self.due(index, since=since, calendar=calendar) if index is not None else None
 
     def due(self, index: int, *, since: dt.datetime, calendar: Any) -> dt.datetime | None:
         """When level ``index`` fires, counted from ``since``; None past the last level."""
@@ -89,12 +90,3 @@ def built_in(threshold: dt.timedelta) -> Ladder:
         Level(after=dt.timedelta(0), notify=("ops_email", "ops_phone")),
         Level(after=threshold, notify=("supervisors", "ops_email", "ops_phone"), escalates=True),
     ))
-
-
-def ladder_for(*, partner_ladder: dict[str, Any] | None, type_ladder: dict[str, Any] | None,
-               threshold: dt.timedelta) -> Ladder:
-    """The ladder a party climbs: its partner's, else its case type's, else the built-in one."""
-    for data in (partner_ladder, type_ladder):
-        if data:
-            return Ladder.parse(data)
-    return built_in(threshold)

@@ -42,6 +42,7 @@ from tracker.parties import PartyState
 from tracker.principals import Principal
 
 LINK_TTL = dt.timedelta(hours=72)
+_MADE = "party_links.made"  # session.info key: the links this transaction added, by party id
 VIA = "link"
 REASONS = ("late", "escalated", "nudged", "invited")
 _NOT_VALID = ("This update link is not valid any more: links last 72 hours and each reminder replaces the "
@@ -63,16 +64,18 @@ async def issue(
     if not base_url:
         return None  # a bare script with no public address: chase without a link
     token = secrets.token_urlsafe(32)
-    link = await session.scalar(select(PartyLink).where(PartyLink.party_id == party.id))
+    # Links made in this transaction and not flushed yet (a sweep can chase a party twice at once,
+    # two ladder levels due together): kept on the session, so the sweep never flushes per party.
+    made: dict[int, PartyLink] = session.info.setdefault(_MADE, {})
+    link = made.get(party.id) or await session.scalar(select(PartyLink).where(PartyLink.party_id == party.id))
     if link is None:
-        link = PartyLink(case_id=case.id, party_id=party.id, partner_id=party.partner_id)
+        link = made[party.id] = PartyLink(case_id=case.id, party_id=party.id, partner_id=party.partner_id)
         session.add(link)
     link.token_hash = _hash(token)
     link.reason = reason
     link.created_at = now
     link.expires_at = now + LINK_TTL
     link.last_used_at = None
-    await session.flush()  # a second chase in this transaction (two ladder levels at once) finds it
     return f"{base_url.rstrip('/')}/p/{token}"
 
 

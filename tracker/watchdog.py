@@ -49,7 +49,7 @@ class PartnerRules:
     name: str
     calendar: BusinessCalendar | None
     escalate_after: dt.timedelta | None
-    ladder: dict[str, Any] | None = None  # the partner's own escalation ladder (tracker.ladders)
+    ladder: ladders.Ladder | None = None  # the partner's own escalation ladder, parsed once per cache fill
 
 
 async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
@@ -71,7 +71,7 @@ async def partner_rules(session: AsyncSession, partner_id: str) -> PartnerRules:
         name=row.name,
         calendar=BusinessCalendar.from_json(row.calendar, default_timezone=row.timezone),
         escalate_after=dt.timedelta(seconds=row.escalate_after_seconds) if row.escalate_after_seconds else None,
-        ladder=row.ladder,
+        ladder=ladders.Ladder.parse(row.ladder) if row.ladder else None,
     )
     return cache.put(partner_id, rules)
 
@@ -181,12 +181,10 @@ class Watchdog:
         """on_track → late: the event, the webhook, a missed due moment; then the ladder's first levels."""
         parties.mark_late(party, overdue_since=overdue_since, now=now)
         ladder, calendar = await self._ladder(session, case, party)
-        escalating = next((i for i, level in enumerate(ladder.levels) if level.escalates), None)
         body: dict[str, object] = {
             "partner": party.partner_id, "partner_name": partner.name, "role": party.role, "reason": reason,
             "overdue_since": announce.stamp(overdue_since),
-            "escalates_at": announce.stamp(ladder.due(escalating, since=overdue_since, calendar=calendar)
-                                           if escalating is not None else None),
+            "escalates_at": announce.stamp(ladder.escalates_at(since=overdue_since, calendar=calendar)),
         }
         if handoff_id is not None:
             body["handoff"] = handoff_id
@@ -199,31 +197,30 @@ class Watchdog:
                                   url=partner.webhook_url, now=now, data=body, dedupe_key=key)
         if handoff_id is None:
             result.late += 1  # an unaccepted handoff counts as handoffs_flagged
-        await self._climb(session, case, party, partner, now, result, handoff_id=handoff_id)
+        await self._climb(session, case, party, partner, now, result, handoff_id=handoff_id,
+                          ladder=(ladder, calendar))
 
     async def _ladder(self, session: AsyncSession, case: Case, party: Party) -> tuple[ladders.Ladder, Any]:
         rules = await partner_rules(session, party.partner_id)
         ctype = await case_type(session=session, code=case.type)
         threshold = parties.escalation_threshold(party, rules=rules, ctype=ctype)
-        return ladders.ladder_for(partner_ladder=rules.ladder, type_ladder=ctype.ladder, threshold=threshold), \
-            rules.calendar
+        return rules.ladder or ctype.ladder or ladders.built_in(threshold), rules.calendar
 
     async def _climb(
         self, session: AsyncSession, case: Case, party: Party, partner: Partner, now: dt.datetime,
         result: SweepResult, *, handoff_id: int | None = None,
+        ladder: tuple[ladders.Ladder, Any] | None = None,
     ) -> None:
         """Fire every level of the party's ladder whose time has come, each once; watch for the next."""
-        ladder, calendar = await self._ladder(session, case, party)
+        steps, calendar = ladder or await self._ladder(session, case, party)
         assert party.ladder_since is not None
         level = party.ladder_level
-        escalating = next((i for i, step in enumerate(ladder.levels) if step.escalates), None)
-        escalates_at = ladder.due(escalating, since=party.ladder_since, calendar=calendar) \
-            if escalating is not None else None
-        while (at := ladder.due(level, since=party.ladder_since, calendar=calendar)) is not None and at <= now:
-            await self._fire(session, case, party, partner, now, result, ladder.levels[level], level,
+        escalates_at = steps.escalates_at(since=party.ladder_since, calendar=calendar)
+        while (at := steps.due(level, since=party.ladder_since, calendar=calendar)) is not None and at <= now:
+            await self._fire(session, case, party, partner, now, result, steps.levels[level], level,
                              handoff_id=handoff_id, escalates_at=escalates_at)
             parties.climbed(party, level=level, now=now,
-                            next_at=ladder.due(level + 1, since=party.ladder_since, calendar=calendar))
+                            next_at=steps.due(level + 1, since=party.ladder_since, calendar=calendar))
             level += 1
         party.watch_at = at
 
