@@ -386,3 +386,19 @@ async def world(app: Any, client: httpx.AsyncClient, clock: FrozenClock, seeded:
             await connection.execute(Partner.__table__.update().values(created_at=clock.now()))
             await connection.execute(PartnerKey.__table__.update().values(created_at=clock.now()))
     return w
+
+
+def worker_for(world: World, settings: Settings) -> Any:
+    """A worker (watchdog + dispatcher) on the app under test's database and clock, sending with
+    ``settings``' transports (a test's own settings: its Twilio double, its SMTP sink)."""
+    from tracker.worker import Worker
+
+    app = world.client._transport.app  # type: ignore[attr-defined]
+    return Worker(sessionmaker=app.state.runtime.sessionmaker, clock=world.clock, settings=settings)
+
+
+@pytest.fixture
+async def worker(world: World, settings: Settings) -> AsyncIterator[Any]:
+    w = worker_for(world, settings)
+    yield w
+    await w.close()

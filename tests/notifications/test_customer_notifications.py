@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -38,14 +37,6 @@ def settings(db: Any, twilio: TwilioDouble, smtp: SMTPSink) -> Settings:
         database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=PUBLIC, workers_in_process=False,
         **twilio.settings(), smtp_url=smtp.url, email_from="Baton <baton@baton.test>",
     )
-
-
-@pytest.fixture
-async def worker(world: World, settings: Settings) -> AsyncIterator[Worker]:
-    app = world.client._transport.app  # type: ignore[attr-defined]
-    w = Worker(sessionmaker=app.state.runtime.sessionmaker, clock=world.clock, settings=settings)
-    yield w
-    await w.close()
 
 
 async def _rows(world: World, **where: Any) -> list[Notification]:

@@ -7,7 +7,6 @@ the Twilio double) for the URL Baton validates against: its public base URL + ``
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 from xml.etree import ElementTree
 
@@ -52,13 +51,6 @@ def settings(db: Any, twilio: TwilioDouble) -> Settings:
         # Served too (BATON_ALLOWED_HOSTS), so that the Twilio signature, not the Host check, refuses staging's.
         allowed_hosts="127.0.0.1,localhost,staging.baton.test",
     )
-
-
-@pytest.fixture
-async def worker(world: World, settings: Settings) -> AsyncIterator[Worker]:
-    w = Worker(sessionmaker=_sessionmaker(world), clock=world.clock, settings=settings)
-    yield w
-    await w.close()
 
 
 def _sessionmaker(world: World) -> Any:

@@ -9,14 +9,13 @@ partner quota is involved, each after the coalescing window so that each is its 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from notifications.models import Notification
-from tests.conftest import ADMIN_TOKEN, World
+from tests.conftest import ADMIN_TOKEN, World, worker_for
 from tests.support.twilio_double import TwilioDouble
 from kernel.clock import UTC, FrozenClock
 from kernel.config import Settings
@@ -40,18 +39,6 @@ def settings(db: Any, twilio: TwilioDouble) -> Settings:
         database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=PUBLIC, workers_in_process=False,
         **twilio.settings(),
     )
-
-
-def _worker(world: World, settings: Settings) -> Worker:
-    app = world.client._transport.app  # type: ignore[attr-defined]
-    return Worker(sessionmaker=app.state.runtime.sessionmaker, clock=world.clock, settings=settings)
-
-
-@pytest.fixture
-async def worker(world: World, settings: Settings) -> AsyncIterator[Worker]:
-    w = _worker(world, settings)
-    yield w
-    await w.close()
 
 
 async def _sms_rows(world: World) -> list[Notification]:
@@ -117,7 +104,7 @@ async def test_count_resets_at_local_midnight_not_utc_midnight(
     world: World, settings: Settings, twilio: TwilioDouble
 ) -> None:
     # Quiet hours away from midnight, so that a message may go out just after it.
-    worker = _worker(world, settings.model_copy(update={"quiet_hours": "02:00-06:00"}))
+    worker = worker_for(world, settings.model_copy(update={"quiet_hours": "02:00-06:00"}))
     try:
         world.clock.set(dt.datetime(2026, 11, 3, 10, 0, tzinfo=TOKYO).astimezone(UTC))  # 01:00 UTC
         ref = await _open(world, "Asia/Tokyo")

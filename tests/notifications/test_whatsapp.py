@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from xml.etree import ElementTree
 
@@ -17,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from notifications.models import Notification
-from tests.conftest import ADMIN_TOKEN, World
+from tests.conftest import ADMIN_TOKEN, World, worker_for
 from tests.support.twilio_double import TwilioDouble
 from kernel.clock import UTC, FrozenClock
 from kernel.config import Settings
@@ -46,18 +45,6 @@ def settings(db: Any, twilio: TwilioDouble, clock: FrozenClock) -> Settings:
         database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url=PUBLIC, workers_in_process=False,
         **twilio.settings(), **twilio.whatsapp_settings(), whatsapp_templates=TEMPLATES,
     )
-
-
-def _worker(world: World, settings: Settings) -> Worker:
-    app = world.client._transport.app  # type: ignore[attr-defined]
-    return Worker(sessionmaker=app.state.runtime.sessionmaker, clock=world.clock, settings=settings)
-
-
-@pytest.fixture
-async def worker(world: World, settings: Settings) -> AsyncIterator[Worker]:
-    w = _worker(world, settings)
-    yield w
-    await w.close()
 
 
 async def _open(world: World, channels: list[str], **customer: Any) -> dict[str, Any]:
@@ -156,7 +143,7 @@ async def test_after_the_customer_wrote_updates_are_free_text_for_24_hours_then_
 async def test_without_a_template_a_message_outside_the_window_goes_by_sms(
     world: World, settings: Settings, twilio: TwilioDouble
 ) -> None:
-    worker = _worker(world, settings.model_copy(update={"whatsapp_templates": {}}))
+    worker = worker_for(world, settings.model_copy(update={"whatsapp_templates": {}}))
     try:
         case = await _open(world, ["whatsapp"])
         await worker.dispatcher.drain()
@@ -324,7 +311,7 @@ async def test_quiet_hours_hold_whatsapp_and_sms_alike(world: World, worker: Wor
 async def test_the_daily_cap_counts_whatsapp_and_sms_together(
     world: World, settings: Settings, twilio: TwilioDouble
 ) -> None:
-    worker = _worker(world, settings.model_copy(update={"sms_daily_cap": 3}))
+    worker = worker_for(world, settings.model_copy(update={"sms_daily_cap": 3}))
     try:
         case = await _open(world, ["whatsapp", "sms"])
         await worker.dispatcher.drain()

@@ -20,7 +20,7 @@ import asyncio
 import datetime as dt
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -89,13 +89,6 @@ async def until(check: Callable[[], Any], *, timeout: float, what: str) -> float
 def customer(phone: str) -> dict[str, str]:
     return {"name": "Grace Hopper", "phone": phone, "email": f"{phone[1:]}@example.com", "locale": "en",
             "timezone": "America/New_York"}
-
-
-@pytest.fixture
-async def worker(world: World, settings: Settings) -> AsyncIterator[Worker]:
-    w = Worker(sessionmaker=sessionmaker_of(world), clock=world.clock, settings=settings)
-    yield w
-    await w.close()
 
 
 async def test_a_trickling_receiver_delays_no_customer_sms_and_is_cut_at_its_deadline(

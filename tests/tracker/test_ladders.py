@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -45,14 +44,6 @@ def settings(db: Any, twilio: TwilioDouble, smtp: SMTPSink) -> Settings:
     return Settings(database_url=db.url, admin_token=ADMIN_TOKEN, public_base_url="http://baton.test",
                     workers_in_process=False, supervisors_email=SUPERVISORS, **twilio.settings(), smtp_url=smtp.url,
                     email_from="Baton <baton@baton.test>")
-
-
-@pytest.fixture
-async def worker(world: World, settings: Settings) -> AsyncIterator[Worker]:
-    app = world.client._transport.app  # type: ignore[attr-defined]
-    w = Worker(sessionmaker=app.state.runtime.sessionmaker, clock=world.clock, settings=settings)
-    yield w
-    await w.close()
 
 
 async def _case(world: World, rig: Rig) -> tuple[str, str, dt.datetime]:
