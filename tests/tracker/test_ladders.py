@@ -230,3 +230,27 @@ async def test_the_console_form_sets_the_roster_and_refuses_a_bad_ladder(world: 
                                       data={**form, "ladder": "{levels: oops"})
     assert refused.status_code == 422
     assert (await world.as_admin("GET", "/v1/partners/swiftvan")).json()["duty_phone"] == "+12125550177"
+
+
+async def test_a_case_types_ladder_applies_to_partners_without_their_own(
+    world: World, rig: Rig, worker: Worker, twilio: TwilioDouble
+) -> None:
+    from tracker.models import CaseType
+
+    async with rig.sessionmaker() as session:
+        baggage = await session.get(CaseType, "baggage")
+        assert baggage is not None
+        baggage.definition = {**baggage.definition, "ladder": {"levels": [
+            {"after": "PT0S", "notify": ["duty_phone"]}, {"after": "PT30M", "notify": ["supervisors"]}]}}
+        await session.commit()
+    rig.caches.clear()
+    await rig.register_partner(id="swiftvan", name="SwiftVan", kind="courier", **CONTACTS)  # no ladder of its own
+    case = await world.open_case(parties=[
+        {"partner": "ua", "role": "owner"},
+        {"partner": "swiftvan", "role": "courier", "responsible": True, "cadence": "PT4H"}])
+    world.clock.advance(hours=4)
+    await worker.run_round()
+    assert [m["to"] for m in twilio.messages if m["to"] in CONTACTS.values()] == [CONTACTS["duty_phone"]]
+    world.clock.advance(minutes=30)
+    await worker.run_round()
+    assert (await rig.party(case["ref"], "swiftvan"))["state"] == "escalated", "the type's second level escalates"
